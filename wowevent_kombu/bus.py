@@ -1,0 +1,305 @@
+"""The event bus: subscribers as Celery tasks, publishing with publisher-side topic fan-out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from celery import Celery
+from kombu import Exchange
+
+from . import names, wire
+from .connection import make_client
+from .errors import (
+    EventTooLargeError,
+    InvalidEventError,
+    InvalidSubscriberError,
+    UnknownSubscriberError,
+)
+from .event import Event
+from .settings import ENV_PREFIX, Settings
+from .subscriber import Handler, Subscriber, normalise_patterns, register
+from .topology import BindingSnapshot
+from .transport import Outgoing, RedisTransport, Transport
+from .worker import make_bootstep
+
+log = logging.getLogger(__name__)
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+APP_ATTRIBUTE = "wowevent_buses"
+"""Attribute of the Celery app listing the buses created on it (for the CLI's ``-A``)."""
+
+
+class EventBus:
+    """Publishes events and runs subscribers as Celery tasks of ``app``.
+
+    Args:
+        app: The Celery app whose workers run the subscribers.
+        exchange: Topic exchange name; also prefixes every queue and key of this bus.
+        source: Default CloudEvents ``source`` of published events.
+        settings: Full settings; otherwise read by :meth:`Settings.load` from the app's conf,
+            ``WOWEVENT_*`` environment variables and the keyword options given here.
+        transport: Where events go; defaults to Redis at the app's broker URL. Tests pass
+            :class:`wowevent_kombu.testing.MemoryTransport`.
+        subscriber_defaults: Celery task options applied to every subscriber of this bus
+            unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
+        publish_timeout: Seconds before a publish to an unresponsive Redis raises.
+        max_event_bytes: Largest encoded event accepted.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        exchange: str | None = None,
+        source: str = "wowevent",
+        settings: Settings | None = None,
+        transport: Transport | None = None,
+        subscriber_defaults: Mapping[str, Any] | None = None,
+        publish_timeout: float | None = None,
+        max_event_bytes: int | None = None,
+    ) -> None:
+        self.app = app
+        # The exchange is fixed now (queue names derive from it); the rest of the settings are
+        # read on first use, so an app configured after the bus was created is honoured.
+        self.exchange: str = (
+            settings.exchange
+            if settings is not None
+            else exchange or os.environ.get(ENV_PREFIX + "EXCHANGE") or names.DEFAULT_EXCHANGE
+        )
+        self._settings = settings
+        self._overrides: dict[str, Any] = {
+            "publish_timeout": publish_timeout,
+            "max_event_bytes": max_event_bytes,
+        }
+        self.source = source
+        self._transport = transport
+        self._subscribers: dict[str, Subscriber] = {}
+        self._defaults = dict(subscriber_defaults or {})
+        self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
+        app.steps["worker"].add(make_bootstep(self))
+        buses = getattr(app, APP_ATTRIBUTE, None)
+        if buses is None:
+            buses = []
+            setattr(app, APP_ATTRIBUTE, buses)
+        buses.append(self)
+
+    def __repr__(self) -> str:
+        return f"<EventBus exchange={self.exchange!r} subscribers={sorted(self._subscribers)}>"
+
+    @property
+    def settings(self) -> Settings:
+        """The bus settings, read on first use from the app's conf and the environment."""
+        if self._settings is None:
+            self._settings = Settings.load(
+                self.app.conf, None, exchange=self.exchange, **self._overrides
+            )
+        return self._settings
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, created (without connecting) on first use."""
+        if self._transport is None:
+            self._transport = RedisTransport(make_client(self.settings), self.settings)
+        return self._transport
+
+    @property
+    def subscribers(self) -> Mapping[str, Subscriber]:
+        """Subscribers registered on this bus in this process, by name."""
+        return dict(self._subscribers)
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def subscriber(
+        self, patterns: str | Sequence[str], *, name: str, bind: bool = False, **task_options: Any
+    ) -> Callable[[H], Any]:
+        """Register the decorated function as a subscriber running as its own Celery task.
+
+        Args:
+            patterns: One topic pattern or several (``*`` one word, ``#`` zero or more).
+            name: Unique subscriber name; the Celery task name and the queue suffix.
+            bind: Pass the task instance as the handler's first argument (for ``self.retry``).
+            task_options: Any Celery task option, with Celery's meaning (``autoretry_for``,
+                ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
+                Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
+
+        Returns:
+            A decorator that returns the Celery task (callable like the handler).
+        """
+        if name in self._subscribers:
+            raise InvalidSubscriberError(
+                f"subscriber {name!r} is already registered on this bus", subscriber=name
+            )
+        chosen = normalise_patterns(patterns, subscriber=name)
+
+        def decorate(handler: H) -> Any:
+            sub = register(
+                self.app,
+                handler,
+                name=name,
+                patterns=chosen,
+                queue=names.queue_name(self.exchange, name),
+                bind=bind,
+                options={**self._defaults, **task_options},
+            )
+            self._subscribers[name] = sub
+            return sub.task
+
+        return decorate
+
+    def declare(self) -> dict[str, tuple[str, ...]]:
+        """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""
+        for sub in self._subscribers.values():
+            self.transport.bind(sub.queue, sub.patterns)
+        return {sub.name: sub.patterns for sub in self._subscribers.values()}
+
+    def unsubscribe(self, name: str, patterns: Sequence[str] | None = None) -> list[str]:
+        """Remove a subscriber's bindings (all, or the given patterns) from the exchange.
+
+        Events published afterwards no longer reach it; deliveries already queued stay queued.
+
+        Raises:
+            UnknownSubscriberError: the name is neither registered here nor bound in Redis.
+        """
+        queue = names.queue_name(self.exchange, name)
+        removed = self.transport.unbind(queue, patterns)
+        if not removed and name not in self._subscribers:
+            raise UnknownSubscriberError(
+                f"no subscriber {name!r} is bound on exchange {self.exchange!r}; "
+                "'wowevent subscribers' lists those that are",
+                subscriber=name,
+            )
+        return removed
+
+    def bindings(self) -> dict[str, list[str]]:
+        """Subscriber name -> bound patterns, as Redis holds them now."""
+        snap: BindingSnapshot = self.transport.snapshot(refresh=True)
+        out: dict[str, list[str]] = {}
+        for queue, patterns in snap.queues().items():
+            name = names.subscriber_from_queue(self.exchange, queue) or queue
+            out[name] = patterns
+        return out
+
+    def queue_depths(self) -> dict[str, int]:
+        """Subscriber name -> deliveries waiting in its queue, for every bound subscriber."""
+        bound = self.bindings()
+        queues = [names.queue_name(self.exchange, n) for n in bound]
+        depths = self.transport.queue_depths(queues)
+        return {n: depths[q] for n, q in zip(bound, queues, strict=True)}
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        schema_version: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        mandatory: bool = False,
+    ) -> Event:
+        """Build, log and deliver one event; returns it once Redis committed the transaction.
+
+        Raises:
+            InvalidEventError: bad type, non-JSON data or oversized event; nothing written.
+            UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
+            PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
+        """
+        attributes: dict[str, Any] = {
+            "source": source or self.source,
+            "subject": subject,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "schema_version": schema_version,
+        }
+        if id is not None:
+            attributes["id"] = id
+        if time is not None:
+            attributes["time"] = time
+        event = Event(type=type, data=data, **attributes)
+        self.publish_many([event], mandatory=mandatory)
+        return event
+
+    def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
+        """Publish an already built :class:`Event`."""
+        self.publish_many([event], mandatory=mandatory)
+        return event
+
+    def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
+        """Publish several events in one transaction: all are logged and delivered, or none.
+
+        Each event goes only to the subscribers matching its own type; publish order is kept
+        per subscriber queue.
+        """
+        batch = [self._prepare(event) for event in events]
+        self.transport.send(batch, mandatory=mandatory)
+        return [item.event for item in batch]
+
+    def _prepare(self, event: Event) -> Outgoing:
+        if not isinstance(event, Event):
+            raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
+        text = event.to_json()
+        size = wire.encoded_size(text)
+        if size > self.settings.max_event_bytes:
+            raise EventTooLargeError(
+                f"event {event.id} of type {event.type!r} is {size} bytes encoded; the limit is "
+                f"{self.settings.max_event_bytes} (max_event_bytes). Store large payloads "
+                "elsewhere and send a reference",
+                event_type=event.type,
+                size=size,
+                limit=self.settings.max_event_bytes,
+            )
+        return Outgoing(event, text, wire.prepare(text, event_type=event.type))
+
+    # -- consuming outside Celery --------------------------------------------------------------
+
+    def consume(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        group: str,
+        limit: int | None = None,
+        timeout: float | None = None,
+        temporary: bool = False,
+    ) -> int:
+        """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
+
+        ``group`` names the consumer's queue, so several processes with the same group share
+        the work. A delivery is acknowledged after every matching handler returned; when a
+        handler raises, the loop stops with that exception and the unacknowledged delivery goes
+        back to the queue.
+
+        Args:
+            handlers: Pattern -> callable taking an :class:`Event`.
+            group: Consumer group (queue) name.
+            limit: Stop after this many deliveries.
+            timeout: Stop after this many seconds without a delivery.
+            temporary: Unbind and delete the queue on exit (used by ``wowevent tail``).
+
+        Returns:
+            The number of deliveries handled.
+        """
+        from .consumer import run_consumer
+
+        return run_consumer(
+            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary
+        )
+
+    def close(self) -> None:
+        """Release the bus's Redis connections."""
+        if self._transport is not None:
+            self._transport.close()
+
+
+def buses_of(app: Celery) -> list[EventBus]:
+    """The buses created on ``app`` (in creation order)."""
+    return list(getattr(app, APP_ATTRIBUTE, []))

@@ -1,0 +1,104 @@
+"""The exception tree: every error the library raises derives from :class:`WowEventError`.
+
+::
+
+    WowEventError
+    ├── InvalidEventError            an event cannot be built or sent as given
+    │   ├── InvalidEventTypeError    a type is not dot-separated words
+    │   ├── EventTooLargeError       the encoded event exceeds the size limit
+    │   └── EventEncodingError       data is not JSON (NaN, bytes, objects, bad UTF-8)
+    ├── InvalidPatternError          a subscription pattern is malformed
+    ├── InvalidSubscriberError       a subscriber name or option is unusable
+    ├── UnknownSubscriberError       a name that no bus or binding knows
+    ├── ConfigurationError           settings that would lose or duplicate events
+    └── PublishError                 Redis did not accept the publish
+        └── UnroutableEventError     ``mandatory=True`` and no subscriber matched
+
+Every error carries the context it is about (event id, type, subscriber) as attributes and says
+in its message what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class WowEventError(Exception):
+    """Root of every error raised by wowevent_kombu."""
+
+
+class InvalidEventError(WowEventError, ValueError):
+    """An event cannot be built or sent as given."""
+
+    def __init__(self, message: str, *, event_type: str | None = None) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+
+
+class InvalidEventTypeError(InvalidEventError):
+    """An event type is not a sequence of dot-separated words."""
+
+
+class EventTooLargeError(InvalidEventError):
+    """The encoded event is larger than the configured limit."""
+
+    def __init__(self, message: str, *, event_type: str | None, size: int, limit: int) -> None:
+        super().__init__(message, event_type=event_type)
+        self.size = size
+        self.limit = limit
+
+
+class EventEncodingError(InvalidEventError):
+    """Event data cannot be encoded as strict JSON."""
+
+
+class InvalidPatternError(WowEventError, ValueError):
+    """A subscription pattern is malformed."""
+
+    def __init__(self, message: str, *, pattern: str) -> None:
+        super().__init__(message)
+        self.pattern = pattern
+
+
+class InvalidSubscriberError(WowEventError, ValueError):
+    """A subscriber's name or options cannot be used."""
+
+    def __init__(self, message: str, *, subscriber: str | None = None) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+
+
+class UnknownSubscriberError(WowEventError, LookupError):
+    """A subscriber name that is neither registered on the bus nor bound in Redis."""
+
+    def __init__(self, message: str, *, subscriber: str) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+
+
+class ConfigurationError(WowEventError):
+    """Settings that would make the bus lose or duplicate events."""
+
+
+class PublishError(WowEventError):
+    """Redis did not accept a publish; nothing of it was written.
+
+    When the connection broke after the transaction was sent, Redis may have committed it:
+    ``outcome_unknown`` is then true, and re-publishing the same event (same id) is the safe
+    recovery because subscribers see the same event id and task ids.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_ids: tuple[str, ...] = (),
+        event_type: str | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.event_ids = event_ids
+        self.event_type = event_type
+        self.outcome_unknown = outcome_unknown
+
+
+class UnroutableEventError(PublishError):
+    """``mandatory=True`` was asked and no subscriber's pattern matched the event type."""

@@ -1,0 +1,91 @@
+"""Every derived name: exchange, queues, task names and Redis keys, as pure functions.
+
+Nothing else in the package builds a key or a queue name inline, so one reading of this module
+tells an operator every key the bus touches.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+DEFAULT_EXCHANGE = "wowevent"
+"""The topic exchange subscribers bind to, and the prefix of every queue and key of the bus."""
+
+KOMBU_BINDING_PREFIX = "_kombu.binding."
+"""Kombu's Redis transport keeps an exchange's binding table in the SET ``_kombu.binding.<x>``."""
+
+KOMBU_BINDING_SEP = "\x06\x16"
+"""Separator between routing key, regex and queue in a binding-table member."""
+
+TAIL_PREFIX = "tail."
+"""Subscriber-name prefix of the temporary queues made by ``wowevent tail``."""
+
+_TASK_ID_NAMESPACE = uuid.UUID("6f1b8a52-3c1e-5e4b-9a0e-7a1d2c3b4e5f")
+_SUBSCRIBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+
+def valid_subscriber_name(name: str) -> bool:
+    """Tell whether ``name`` can name a subscriber (letters, digits, ``_ . -``, 1-200 chars)."""
+    return bool(_SUBSCRIBER_NAME.match(name)) and ".." not in name
+
+
+def queue_name(exchange: str, subscriber: str) -> str:
+    """The Redis list (Kombu queue) a subscriber's deliveries wait in."""
+    return f"{exchange}.{subscriber}"
+
+
+def subscriber_from_queue(exchange: str, queue: str) -> str | None:
+    """Invert :func:`queue_name`; ``None`` for a queue that is not one of this exchange's."""
+    prefix = f"{exchange}."
+    if queue.startswith(prefix) and len(queue) > len(prefix):
+        return queue[len(prefix) :]
+    return None
+
+
+def task_name(subscriber: str) -> str:
+    """The Celery task name a subscriber runs under (the subscriber name itself)."""
+    return subscriber
+
+
+def task_id(event_id: str, subscriber: str, attempt_tag: str = "") -> str:
+    """The deterministic Celery task id of one event's delivery to one subscriber.
+
+    The same event published twice (same id) gets the same task ids, so duplicates are
+    recognisable downstream. ``attempt_tag`` separates deliberate re-deliveries (replays,
+    dead-letter re-drives) from the original.
+    """
+    return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{event_id}/{subscriber}/{attempt_tag}"))
+
+
+def binding_table_key(exchange: str) -> str:
+    """Kombu's binding table of ``exchange``."""
+    return f"{KOMBU_BINDING_PREFIX}{exchange}"
+
+
+def binding_member(pattern: str, regex: str, queue: str) -> str:
+    """One member of Kombu's binding table, in the exact form Kombu itself writes."""
+    return KOMBU_BINDING_SEP.join((pattern, regex, queue))
+
+
+def split_binding_member(member: str) -> tuple[str, str] | None:
+    """``(pattern, queue)`` of a binding-table member, ``None`` when it is not well formed."""
+    parts = member.split(KOMBU_BINDING_SEP)
+    if len(parts) != 3 or not parts[2]:
+        return None
+    return parts[0], parts[2]
+
+
+def binding_version_key(exchange: str) -> str:
+    """Counter bumped by every bind and unbind, read inside each publish transaction."""
+    return f"{exchange}:bindings:version"
+
+
+def log_key(exchange: str) -> str:
+    """The event log stream."""
+    return f"{exchange}:log"
+
+
+def stats_key(exchange: str) -> str:
+    """Hash of bus-wide counters kept in Redis (published, unroutable)."""
+    return f"{exchange}:stats"

@@ -1,0 +1,155 @@
+"""Subscribers: a handler, its patterns and its own Celery task, queue and retry pinning."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from celery import Celery, Task
+from kombu import Exchange, Queue, binding
+
+from . import names
+from .errors import InvalidEventError, InvalidSubscriberError
+from .event import Event
+from .matcher import validate_pattern
+from .wire import EVENT_KWARG, REPLAY_HEADER
+
+Handler = Callable[..., Any]
+
+SUBSCRIBER_DEFAULTS: Mapping[str, Any] = {
+    "acks_late": True,
+    "retry_on_worker_lost": True,
+    "ignore_result": True,
+    "serializer": "json",
+}
+"""Where subscribers differ from Celery's task defaults: a delivery is acknowledged only after
+the handler ran, and a killed pool child counts as a retry instead of losing the event."""
+
+# Options that the bus itself owns and a caller may not override.
+_RESERVED = frozenset({"name", "base", "queue", "exchange", "routing_key", "shared", "lazy"})
+_ANONYMOUS = Exchange("", type="direct")
+
+
+class SubscriberTask(Task):  # type: ignore[misc]
+    """Base class of every subscriber's Celery task.
+
+    Celery re-sends a retry to the exchange the delivery came from; for a topic publish that
+    would deliver one subscriber's retry to every subscriber. Deliveries from this bus come
+    through the anonymous exchange, and retries are pinned to the subscriber's own queue here,
+    so retries, redeliveries and re-drives stay with the subscriber that needs them.
+    """
+
+    wowevent_queue: str = ""
+    wowevent_subscriber: str = ""
+
+    def signature_from_request(
+        self,
+        request: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        queue: Any = None,
+        **extra_options: Any,
+    ) -> Any:
+        own = Queue(
+            self.wowevent_queue,
+            exchange=_ANONYMOUS,
+            routing_key=self.wowevent_queue,
+            no_declare=True,
+        )
+        return super().signature_from_request(request, args, kwargs, queue=own, **extra_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscriber:
+    """One registered subscriber.
+
+    Attributes:
+        name: Unique on the bus; also the Celery task name.
+        patterns: Topic patterns (AMQP semantics).
+        queue: The Redis list its deliveries wait in.
+        handler: The user's function.
+        task: The Celery task that runs the handler.
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    queue: str
+    handler: Handler
+    task: SubscriberTask = dataclasses.field(repr=False)
+
+    def kombu_queue(self, exchange: Exchange) -> Queue:
+        """The queue as the worker declares it: bound to the topic exchange once per pattern."""
+        first, *rest = self.patterns
+        queue = Queue(self.queue, exchange=exchange, routing_key=first)
+        # Assigned after construction: Kombu drops a queue's own exchange when bindings are
+        # passed in, and Celery needs that exchange to list the queue.
+        queue.bindings = {binding(exchange, routing_key=p) for p in rest}
+        return queue
+
+
+def normalise_patterns(patterns: str | Sequence[str], *, subscriber: str) -> tuple[str, ...]:
+    """Validate patterns; a single string is one pattern."""
+    items = [patterns] if isinstance(patterns, str) else list(patterns)
+    if not items:
+        raise InvalidSubscriberError(
+            f"subscriber {subscriber!r} has no patterns; give at least one, e.g. 'order.*'",
+            subscriber=subscriber,
+        )
+    return tuple(dict.fromkeys(validate_pattern(p) for p in items))
+
+
+def register(
+    app: Celery,
+    handler: Handler,
+    *,
+    name: str,
+    patterns: tuple[str, ...],
+    queue: str,
+    bind: bool,
+    options: Mapping[str, Any],
+) -> Subscriber:
+    """Create the subscriber's Celery task on ``app`` and describe it."""
+    if not names.valid_subscriber_name(name):
+        raise InvalidSubscriberError(
+            f"subscriber name {name!r} must be 1-200 letters, digits, '_', '-' or single dots",
+            subscriber=name,
+        )
+    reserved = _RESERVED & set(options)
+    if reserved:
+        raise InvalidSubscriberError(
+            f"subscriber {name!r}: option(s) {', '.join(sorted(reserved))} are set by the bus",
+            subscriber=name,
+        )
+    if not callable(handler):
+        raise InvalidSubscriberError(
+            f"subscriber {name!r}: handler is not callable", subscriber=name
+        )
+    task_options = {**SUBSCRIBER_DEFAULTS, **options}
+    # An event that is not a valid CloudEvent will never become one: do not retry it.
+    task_options["dont_autoretry_for"] = (
+        *tuple(task_options.get("dont_autoretry_for") or ()),
+        InvalidEventError,
+    )
+
+    def run(task: SubscriberTask, **kwargs: Any) -> Any:
+        document = kwargs.get(EVENT_KWARG)
+        replayed = bool(getattr(task.request, REPLAY_HEADER, False))
+        event = Event.from_cloudevent(document, replayed=replayed)  # type: ignore[arg-type]
+        return handler(task, event) if bind else handler(event)
+
+    run.__name__ = getattr(handler, "__name__", name)
+    run.__doc__ = handler.__doc__
+    run.__module__ = getattr(handler, "__module__", __name__)
+    task = app.task(
+        run,
+        name=names.task_name(name),
+        base=SubscriberTask,
+        bind=True,
+        shared=False,
+        lazy=False,
+        wowevent_queue=queue,
+        wowevent_subscriber=name,
+        **task_options,
+    )
+    return Subscriber(name=name, patterns=patterns, queue=queue, handler=handler, task=task)

@@ -1,0 +1,246 @@
+"""Getting events into Redis: the log append and every subscriber copy in one MULTI/EXEC.
+
+The binding table is cached per process. Each publish transaction also reads the table's
+version and size; when they differ from the cached snapshot the cache is refreshed and the
+event is delivered, in a follow-up transaction, to every subscriber the stale cache missed. So a
+binding that existed before a publish started is never missed, and the common case costs no
+``SMEMBERS`` and no extra round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from . import names, wire
+from .errors import PublishError, UnroutableEventError
+from .event import Event
+from .settings import Settings, redact_url
+from .topology import BindingSnapshot, BindingTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event ready to send: the event, its JSON and its shared message parts."""
+
+    event: Event
+    json: str
+    prepared: wire.PreparedEvent
+
+
+def unroutable_error(
+    exchange: str, batch: Sequence[Outgoing], event_type: str
+) -> UnroutableEventError:
+    """The error ``mandatory=True`` raises when an event of ``event_type`` matches no binding."""
+    return UnroutableEventError(
+        f"no subscriber is bound to a pattern matching {event_type!r} on exchange "
+        f"{exchange!r}; nothing was published (declare the subscribers first, or publish "
+        "without mandatory=True to log it anyway)",
+        event_ids=tuple(i.event.id for i in batch),
+        event_type=event_type,
+    )
+
+
+def copies(
+    exchange: str, item: Outgoing, queues: Sequence[str], sender: str, *, replay: bool = False
+) -> list[tuple[str, str]]:
+    """``(queue, message)`` for each subscriber copy of one event."""
+    out = []
+    for queue in queues:
+        subscriber = names.subscriber_from_queue(exchange, queue) or queue
+        out.append(
+            (
+                queue,
+                wire.task_message(
+                    item.prepared,
+                    task=names.task_name(subscriber),
+                    task_id=names.task_id(item.event.id, subscriber, "replay" if replay else ""),
+                    queue=queue,
+                    sender=sender,
+                    replay=replay,
+                ),
+            )
+        )
+    return out
+
+
+class Transport(Protocol):
+    """What the bus needs from a broker; Redis in production, memory in tests."""
+
+    def snapshot(self, *, refresh: bool = False) -> BindingSnapshot:
+        """The binding table (cached unless ``refresh``)."""
+
+    def send(self, batch: Sequence[Outgoing], *, mandatory: bool) -> list[tuple[str, ...]]:
+        """Log and deliver ``batch`` atomically; the queues each event reached, in order."""
+
+    def bind(self, queue: str, patterns: Sequence[str]) -> None:
+        """Bind a queue to patterns."""
+
+    def unbind(self, queue: str, patterns: Sequence[str] | None = None) -> list[str]:
+        """Remove bindings of a queue; the patterns removed."""
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Deliveries waiting per queue."""
+
+    def delete_queue(self, queue: str) -> None:
+        """Drop a queue's waiting deliveries (used for temporary queues)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class RedisTransport:
+    """The production transport over one Redis client."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._table = BindingTable(client, settings.exchange)
+        self._log_key = names.log_key(settings.exchange)
+        self._stats_key = names.stats_key(settings.exchange)
+        self._sender = wire.origin()
+        self._snapshot: BindingSnapshot | None = None
+        self._refresh_lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (shared with the log, DLQ and registry of the same bus)."""
+        return self._client
+
+    def snapshot(self, *, refresh: bool = False) -> BindingSnapshot:
+        current = self._snapshot
+        if current is None or refresh:
+            with self._refresh_lock:
+                try:
+                    current = self._table.read()
+                except redis.RedisError as exc:
+                    raise self._error(exc, "reading the binding table", ()) from exc
+                self._snapshot = current
+        return current
+
+    def send(self, batch: Sequence[Outgoing], *, mandatory: bool) -> list[tuple[str, ...]]:
+        if not batch:
+            return []
+        snap = self.snapshot()
+        routes = [self._route(snap, item.event.type) for item in batch]
+        if mandatory and not all(routes):
+            # The cache may predate the binding; check the table itself before refusing.
+            snap = self.snapshot(refresh=True)
+            routes = [self._route(snap, item.event.type) for item in batch]
+            self._refuse_unroutable(batch, routes)
+        ids = tuple(item.event.id for item in batch)
+        stamp = self._commit(batch, routes, ids, with_stamp=True)
+        if stamp != snap.stamp:
+            routes = self._deliver_missed(batch, routes, ids)
+        return routes
+
+    def _route(self, snap: BindingSnapshot, event_type: str) -> tuple[str, ...]:
+        return tuple(sorted(snap.matcher.match(event_type)))
+
+    def _refuse_unroutable(self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]]) -> None:
+        for item, queues in zip(batch, routes, strict=True):
+            if not queues:
+                raise unroutable_error(self._settings.exchange, batch, item.event.type)
+
+    def _commit(
+        self,
+        batch: Sequence[Outgoing],
+        routes: Sequence[tuple[str, ...]],
+        ids: tuple[str, ...],
+        *,
+        with_stamp: bool,
+    ) -> tuple[int, int] | None:
+        """One MULTI/EXEC: stamp read, log appends, queue pushes, unroutable count."""
+        pipe = self._client.pipeline(transaction=True)
+        if with_stamp:
+            pipe.get(self._table.version_key)
+            pipe.scard(self._table.table_key)
+        pushes: dict[str, list[str]] = {}
+        unroutable = 0
+        for item, queues in zip(batch, routes, strict=True):
+            if with_stamp:
+                pipe.xadd(
+                    self._log_key,
+                    {"type": item.event.type, "event": item.json},
+                    maxlen=self._settings.log_maxlen,
+                    approximate=True,
+                )
+            if not queues:
+                unroutable += 1
+            for queue, message in copies(self._settings.exchange, item, queues, self._sender):
+                pushes.setdefault(queue, []).append(message)
+        for queue, messages in pushes.items():
+            # One LPUSH per queue keeps publish order: BRPOP takes from the other end.
+            pipe.lpush(queue, *messages)
+        if unroutable:
+            pipe.hincrby(self._stats_key, "unroutable", unroutable)
+        try:
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
+        if not with_stamp:
+            return None
+        return (int(results[0] or 0), int(results[1]))
+
+    def _deliver_missed(
+        self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]], ids: tuple[str, ...]
+    ) -> list[tuple[str, ...]]:
+        fresh = self.snapshot(refresh=True)
+        missed: list[tuple[str, ...]] = []
+        for item, queues in zip(batch, routes, strict=True):
+            missed.append(tuple(q for q in self._route(fresh, item.event.type) if q not in queues))
+        if any(missed):
+            log.debug(
+                "binding table changed during publish; delivering %d missed copies",
+                sum(map(len, missed)),
+            )
+            self._commit(batch, missed, ids, with_stamp=False)
+        return [tuple(sorted({*a, *b})) for a, b in zip(routes, missed, strict=True)]
+
+    def _error(
+        self, exc: redis.RedisError, doing: str, ids: tuple[str, ...], event_type: str | None = None
+    ) -> PublishError:
+        text = str(exc)
+        unknown = isinstance(exc, redis.TimeoutError) or (
+            isinstance(exc, redis.ConnectionError) and "connecting" not in text
+        )
+        where = redact_url(self._settings.broker_url)
+        hint = (
+            "Redis may have committed it: re-publish the same event (same id) to be sure"
+            if unknown
+            else "nothing was written; publish again once Redis answers"
+        )
+        return PublishError(
+            f"{doing} failed against {where}: {type(exc).__name__}: {text}; {hint}",
+            event_ids=ids,
+            event_type=event_type,
+            outcome_unknown=unknown and doing == "publishing",
+        )
+
+    def bind(self, queue: str, patterns: Sequence[str]) -> None:
+        self._table.bind(queue, patterns)
+        self._snapshot = None
+
+    def unbind(self, queue: str, patterns: Sequence[str] | None = None) -> list[str]:
+        removed = self._table.unbind(queue, patterns)
+        self._snapshot = None
+        return removed
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        pipe = self._client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        return {q: int(n) for q, n in zip(queues, pipe.execute(), strict=True)}
+
+    def delete_queue(self, queue: str) -> None:
+        self._client.delete(queue)
+
+    def close(self) -> None:
+        self._client.close()

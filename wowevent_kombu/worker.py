@@ -1,0 +1,113 @@
+"""Worker integration: start-up checks and the bootstep that makes a worker consume the bus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, bootsteps
+
+from .errors import ConfigurationError
+from .subscriber import Subscriber
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
+
+
+def longest_retry_delay(task: Any, conf: Any) -> float:
+    """The longest countdown Celery may hold in worker memory for one retry of ``task``.
+
+    Mirrors Celery's own rules: with ``retry_backoff`` the countdown is capped by
+    ``retry_backoff_max``; otherwise ``self.retry()`` uses ``default_retry_delay``.
+    """
+    if task.max_retries == 0:
+        return 0.0
+    delay = float(task.default_retry_delay or 0)
+    if getattr(task, "retry_backoff", False):
+        delay = max(delay, float(getattr(task, "retry_backoff_max", 600) or 0))
+    return delay
+
+
+def check_worker_config(
+    app: Celery, visibility_timeout: float, subscribers: Iterable[Subscriber]
+) -> list[str]:
+    """Refuse configurations that lose or duplicate events; return warnings for the doubtful.
+
+    Raises:
+        ConfigurationError: pickle or another unsafe serialiser is accepted, or a subscriber's
+            retry countdown plus its time limit reaches the visibility timeout (Redis would then
+            redeliver a retry that the worker still holds, running it twice).
+    """
+    conf = app.conf
+    accepted = [str(c) for c in (conf.accept_content or [])]
+    unsafe = [c for c in accepted if any(u in c for u in _UNSAFE_CONTENT)]
+    if unsafe or conf.task_serializer != "json":
+        raise ConfigurationError(
+            f"the bus carries JSON only, but accept_content={accepted!r} and "
+            f"task_serializer={conf.task_serializer!r}; set accept_content=['json'] and "
+            "task_serializer='json' (pickle lets any publisher run code in the worker)"
+        )
+    warnings: list[str] = []
+    for sub in subscribers:
+        task = sub.task
+        time_limit = task.time_limit or conf.task_time_limit
+        delay = longest_retry_delay(task, conf)
+        held = delay + float(time_limit or 0)
+        if held >= visibility_timeout:
+            raise ConfigurationError(
+                f"subscriber {sub.name!r}: a retry may wait {delay:g} s and the handler may run "
+                f"{float(time_limit or 0):g} s, which reaches the broker's visibility_timeout of "
+                f"{visibility_timeout:g} s: Redis would redeliver the event while the worker still "
+                "holds it. Raise broker_transport_options['visibility_timeout'] or lower "
+                "retry_backoff_max / default_retry_delay / time_limit"
+            )
+        if not time_limit:
+            warnings.append(
+                f"subscriber {sub.name!r} has no time_limit: a handler running longer than "
+                f"{visibility_timeout - delay:g} s would be redelivered while still running"
+            )
+    return warnings
+
+
+def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
+    """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
+
+    class WowEventStep(bootsteps.StartStopStep):  # type: ignore[misc]
+        """Checks the configuration, declares bindings and adds the subscriber queues."""
+
+        name = f"wowevent_kombu.worker.WowEventStep[{bus.exchange}]"
+
+        def __init__(self, worker: Any, **kwargs: Any) -> None:
+            super().__init__(worker, **kwargs)
+            for warning in check_worker_config(
+                worker.app, bus.settings.visibility_timeout, bus.subscribers.values()
+            ):
+                log.warning(warning)
+            attach_queues(worker.app, bus)
+            bus.declare()
+
+    return WowEventStep
+
+
+def attach_queues(app: Celery, bus: EventBus) -> None:
+    """Make the worker consume every subscriber queue it was not told to leave out.
+
+    With ``-Q`` the worker consumes only the named queues, so a subscriber queue is consumed
+    only when named there; without ``-Q`` every subscriber queue is consumed.
+    """
+    queues = app.amqp.queues
+    selected = queues._consume_from
+    for sub in bus.subscribers.values():
+        queue = sub.kombu_queue(bus.kombu_exchange)
+        # Set the entry directly: ``Queues.add`` would give a queue that has only bindings
+        # Celery's default exchange too, binding it where no event is ever published.
+        dict.__setitem__(queues, queue.name, queue)
+        if selected is None:
+            queues._default_consume_from[queue.name] = queue
+        elif queue.name in selected:
+            selected[queue.name] = queue
