@@ -1,0 +1,43 @@
+# The one command surface: README, CI and humans all use these targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+RUN    := .run
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint typecheck format bench soak clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+# Redis: WOWEVENT_BROKER_URL, else 127.0.0.1:6379, else a private redis-server started here.
+demo: venv
+	@$(PY) examples/demo.py
+
+test: venv
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check wowevent_kombu tests examples scripts
+	$(VENV)/bin/ruff format --check wowevent_kombu tests examples scripts
+
+format: venv
+	$(VENV)/bin/ruff format wowevent_kombu tests examples scripts
+	$(VENV)/bin/ruff check --fix wowevent_kombu tests examples scripts
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: venv
+	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+
+clean:
+	rm -rf $(VENV) $(RUN) build dist *.egg-info
