@@ -22,6 +22,7 @@ from .errors import (
 )
 from .event import Event
 from .matcher import TopicMatcher
+from .middleware import Middleware, SkipDelivery
 from .settings import Settings
 from .subscriber import Subscriber, SubscriberTask
 
@@ -35,8 +36,10 @@ __all__ = [
     "InvalidEventTypeError",
     "InvalidPatternError",
     "InvalidSubscriberError",
+    "Middleware",
     "PublishError",
     "Settings",
+    "SkipDelivery",
     "Subscriber",
     "SubscriberTask",
     "TopicMatcher",

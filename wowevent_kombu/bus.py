@@ -20,6 +20,7 @@ from .errors import (
     UnknownSubscriberError,
 )
 from .event import Event
+from .middleware import Middleware
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
 from .topology import BindingSnapshot
@@ -45,6 +46,9 @@ class EventBus:
             ``WOWEVENT_*`` environment variables and the keyword options given here.
         transport: Where events go; defaults to Redis at the app's broker URL. Tests pass
             :class:`wowevent_kombu.testing.MemoryTransport`.
+        middleware: Delivery hooks run around every subscriber's handler, in this order
+            (see :class:`~wowevent_kombu.middleware.Middleware`); append more before workers
+            start with :meth:`add_middleware`.
         subscriber_defaults: Celery task options applied to every subscriber of this bus
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
@@ -62,6 +66,7 @@ class EventBus:
         subscriber_defaults: Mapping[str, Any] | None = None,
         publish_timeout: float | None = None,
         max_event_bytes: int | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.app = app
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
@@ -80,6 +85,7 @@ class EventBus:
         self._transport = transport
         self._subscribers: dict[str, Subscriber] = {}
         self._defaults = dict(subscriber_defaults or {})
+        self.middleware: list[Middleware] = list(middleware)
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -145,11 +151,16 @@ class EventBus:
                 queue=names.queue_name(self.exchange, name),
                 bind=bind,
                 options={**self._defaults, **task_options},
+                middleware=self.middleware,
             )
             self._subscribers[name] = sub
             return sub.task
 
         return decorate
+
+    def add_middleware(self, item: Middleware) -> None:
+        """Add delivery hooks; every subscriber of this bus (also those already made) runs them."""
+        self.middleware.append(item)
 
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""

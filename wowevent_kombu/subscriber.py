@@ -13,6 +13,7 @@ from . import names
 from .errors import InvalidEventError, InvalidSubscriberError
 from .event import Event
 from .matcher import validate_pattern
+from .middleware import Middleware, SkipDelivery, run_hooks
 from .wire import EVENT_KWARG, REPLAY_HEADER
 
 Handler = Callable[..., Any]
@@ -42,6 +43,36 @@ class SubscriberTask(Task):  # type: ignore[misc]
 
     wowevent_queue: str = ""
     wowevent_subscriber: str = ""
+    wowevent_middleware: Sequence[Middleware] = ()
+
+    def wowevent_event(self, kwargs: Mapping[str, Any] | None) -> Event | None:
+        """The delivery's event, or ``None`` when the message did not carry a valid one."""
+        try:
+            return Event.from_cloudevent((kwargs or {})[EVENT_KWARG])
+        except (InvalidEventError, KeyError, TypeError):
+            return None
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        run_hooks(
+            self.wowevent_middleware, "on_success", self, self.wowevent_event(kwargs), retval,
+            reverse=True,
+        )  # fmt: skip
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        run_hooks(
+            self.wowevent_middleware, "on_retry", self, self.wowevent_event(kwargs), exc, einfo,
+            reverse=True,
+        )  # fmt: skip
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        run_hooks(
+            self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
+            reverse=True,
+        )  # fmt: skip
 
     def signature_from_request(
         self,
@@ -108,6 +139,7 @@ def register(
     queue: str,
     bind: bool,
     options: Mapping[str, Any],
+    middleware: Sequence[Middleware] = (),
 ) -> Subscriber:
     """Create the subscriber's Celery task on ``app`` and describe it."""
     if not names.valid_subscriber_name(name):
@@ -136,7 +168,18 @@ def register(
         document = kwargs.get(EVENT_KWARG)
         replayed = bool(getattr(task.request, REPLAY_HEADER, False))
         event = Event.from_cloudevent(document, replayed=replayed)  # type: ignore[arg-type]
-        return handler(task, event) if bind else handler(event)
+        chain = task.wowevent_middleware
+        try:
+            run_hooks(chain, "before_handle", task, event)
+        except SkipDelivery:
+            return None
+        try:
+            result = handler(task, event) if bind else handler(event)
+        except BaseException as exc:
+            run_hooks(chain, "after_handle", task, event, result=None, exc=exc, reverse=True)
+            raise
+        run_hooks(chain, "after_handle", task, event, result=result, exc=None, reverse=True)
+        return result
 
     run.__name__ = getattr(handler, "__name__", name)
     run.__doc__ = handler.__doc__
@@ -150,6 +193,7 @@ def register(
         lazy=False,
         wowevent_queue=queue,
         wowevent_subscriber=name,
+        wowevent_middleware=middleware,
         **task_options,
     )
     return Subscriber(name=name, patterns=patterns, queue=queue, handler=handler, task=task)
