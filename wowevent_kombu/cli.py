@@ -264,3 +264,7 @@ def main() -> None:
 
 celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
+
+
+if __name__ == "__main__":
+    main()

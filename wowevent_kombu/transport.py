@@ -115,27 +115,33 @@ class RedisTransport:
         return self._client
 
     def snapshot(self, *, refresh: bool = False) -> BindingSnapshot:
+        return self._snapshot_for((), None, refresh=refresh)
+
+    def _snapshot_for(
+        self, ids: tuple[str, ...], event_type: str | None, *, refresh: bool = False
+    ) -> BindingSnapshot:
         current = self._snapshot
         if current is None or refresh:
             with self._refresh_lock:
                 try:
                     current = self._table.read()
                 except redis.RedisError as exc:
-                    raise self._error(exc, "reading the binding table", ()) from exc
+                    raise self._error(exc, "reading the binding table", ids, event_type) from exc
                 self._snapshot = current
         return current
 
     def send(self, batch: Sequence[Outgoing], *, mandatory: bool) -> list[tuple[str, ...]]:
         if not batch:
             return []
-        snap = self.snapshot()
+        ids = tuple(item.event.id for item in batch)
+        first_type = batch[0].event.type
+        snap = self._snapshot_for(ids, first_type)
         routes = [self._route(snap, item.event.type) for item in batch]
         if mandatory and not all(routes):
             # The cache may predate the binding; check the table itself before refusing.
-            snap = self.snapshot(refresh=True)
+            snap = self._snapshot_for(ids, first_type, refresh=True)
             routes = [self._route(snap, item.event.type) for item in batch]
             self._refuse_unroutable(batch, routes)
-        ids = tuple(item.event.id for item in batch)
         stamp = self._commit(batch, routes, ids, with_stamp=True)
         if stamp != snap.stamp:
             routes = self._deliver_missed(batch, routes, ids)
@@ -192,7 +198,12 @@ class RedisTransport:
     def _deliver_missed(
         self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]], ids: tuple[str, ...]
     ) -> list[tuple[str, ...]]:
-        fresh = self.snapshot(refresh=True)
+        try:
+            fresh = self._snapshot_for(ids, batch[0].event.type, refresh=True)
+        except PublishError:
+            # The events are committed; only a binding made during this publish could be missed.
+            log.warning("could not re-read the binding table after publishing %s", ids[:3])
+            return routes
         missed: list[tuple[str, ...]] = []
         for item, queues in zip(batch, routes, strict=True):
             missed.append(tuple(q for q in self._route(fresh, item.event.type) if q not in queues))
