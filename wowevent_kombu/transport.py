@@ -18,6 +18,7 @@ from typing import Protocol
 import redis
 
 from . import names, wire
+from .atomic import Command, execute_atomic
 from .errors import PublishError, UnroutableEventError
 from .event import Event
 from .settings import Settings, redact_url
@@ -164,31 +165,29 @@ class RedisTransport:
         with_stamp: bool,
     ) -> tuple[int, int] | None:
         """One MULTI/EXEC: stamp read, log appends, queue pushes, unroutable count."""
-        pipe = self._client.pipeline(transaction=True)
+        commands: list[Command] = []
         if with_stamp:
-            pipe.get(self._table.version_key)
-            pipe.scard(self._table.table_key)
+            commands.append(("GET", self._table.version_key))
+            commands.append(("SCARD", self._table.table_key))
         pushes: dict[str, list[str]] = {}
         unroutable = 0
         for item, queues in zip(batch, routes, strict=True):
             if with_stamp:
-                pipe.xadd(
-                    self._log_key,
-                    {"type": item.event.type, "event": item.json},
-                    maxlen=self._settings.log_maxlen,
-                    approximate=True,
-                )
+                commands.append(
+                    ("XADD", self._log_key, "MAXLEN", "~", self._settings.log_maxlen, "*",
+                     "type", item.event.type, "event", item.json)
+                )  # fmt: skip
             if not queues:
                 unroutable += 1
             for queue, message in copies(self._settings.exchange, item, queues, self._sender):
                 pushes.setdefault(queue, []).append(message)
         for queue, messages in pushes.items():
             # One LPUSH per queue keeps publish order: BRPOP takes from the other end.
-            pipe.lpush(queue, *messages)
+            commands.append(("LPUSH", queue, *messages))
         if unroutable:
-            pipe.hincrby(self._stats_key, "unroutable", unroutable)
+            commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
         try:
-            results = pipe.execute()
+            results = execute_atomic(self._client, commands)
         except redis.RedisError as exc:
             raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
         if not with_stamp:
