@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 from kombu import Connection, Exchange, Producer, Queue
 
-from wowevent_kombu import Event, EventBus, names
+from wowevent_kombu import Event, EventBus
 
 PAYLOAD = {
     "order_id": "ord-000123456",
@@ -89,13 +89,17 @@ def main() -> None:
             for matching in (1, 10):
                 ex = Exchange(f"{prefix}k{matching}", type="topic")
                 for i in range(matching):
-                    Queue(f"{prefix}.k{matching}.{i}", ex, routing_key="order.*")(channel).declare()
+                    queue = Queue(f"{prefix}.k{matching}.{i}", ex, routing_key="order.*")
+                    queue(channel).declare()
                     cleanup.append(f"{prefix}.k{matching}.{i}")
                 cleanup.append(f"_kombu.binding.{prefix}k{matching}")
                 producer = Producer(channel, exchange=ex, serializer="json")
-                scenario(f"kombu topic publish ({matching} matching)",
-                         lambda k, p=producer: [p.publish({"event": doc}, routing_key="order.created")
-                                                for _ in range(k)])  # fmt: skip
+
+                def kombu(k: int, p: Producer = producer) -> None:
+                    for _ in range(k):
+                        p.publish({"event": doc}, routing_key="order.created")
+
+                scenario(f"kombu topic publish ({matching} matching)", kombu)
 
             # The bus.
             for subs, matching in ((1, 1), (10, 10), (1000, 1)):
@@ -141,13 +145,16 @@ def main() -> None:
     ten = results["bus.publish (10 matching, 10 bound)"]
     thousand = results["bus.publish (1 matching, 1000 bound)"]
     many = results["bus.publish_many (batches of 500)"]
+    kombu10 = results["kombu topic publish (10 matching)"]
     checks = [
-        ("publish, 1 subscriber", f"{one:,.0f}/s", f"{one / celery:.1f}x celery", one >= 5000 and one >= 3 * celery),
+        ("publish, 1 subscriber", f"{one:,.0f}/s", f"{one / celery:.1f}x celery",
+         one >= 5000 and one >= 3 * celery),
         ("10 matching cost vs 1", f"{one / ten:.2f}x", "target <= 2x", one / ten <= 2),
         ("publish_many", f"{many:,.0f}/s", f"{many / one:.1f}x publish", many >= 30000),
-        ("1000 bound, 1 matching", f"{thousand:,.0f}/s", f"{thousand / one:.0%} of 1 bound", thousand >= 0.9 * one),
-        ("kombu topic, 10 matching", f"{results['kombu topic publish (10 matching)']:,.0f}/s",
-         f"bus is {ten / results['kombu topic publish (10 matching)']:.1f}x faster", True),
+        ("1000 bound, 1 matching", f"{thousand:,.0f}/s", f"{thousand / one:.0%} of 1 bound",
+         thousand >= 0.9 * one),
+        ("kombu topic, 10 matching", f"{kombu10:,.0f}/s", f"bus is {ten / kombu10:.1f}x faster",
+         True),
     ]  # fmt: skip
     print("\n| check | figure | ratio | target met |\n|---|---|---|---|")
     for name, figure, ratio, ok in checks:

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wowevent_kombu.redisserver import RedisServer, answers, redis_server_binary  # noqa: E402
+from wowevent_kombu.redisserver import RedisServer, answers, redis_server_binary
 
 EVENTS = [
     ("order.created", {"order_id": "A-1001", "total": 42.0}),
@@ -123,9 +123,10 @@ def main() -> int:
             say(f"  {entry['type']:<20} {entry['subscriber']:<8} {entry['attempt']:<7} "
                 f"{entry['task_id']}  {entry['outcome']}")  # fmt: skip
         unroutable = int(client.hget(f"{exchange}:stats", "unroutable") or 0)
+        retried = sum(1 for n in notes if n["attempt"] > 1)
         say(f"\nSummary: {len(published)} events published, {len(notes)} handler runs, "
             f"{unroutable} unroutable (logged, no subscriber), "
-            f"{sum(1 for n in notes if n['attempt'] > 1)} retried on the mailer's own queue.")  # fmt: skip
+            f"{retried} retried on the mailer's own queue.")  # fmt: skip
         if len(notes) < expected:
             say("Not every delivery finished in time; see " + str(log))
             return 1

@@ -29,8 +29,10 @@ def _notes() -> redis.Redis:
 
 def note(task, event: Event, outcome: str) -> None:
     """Record one execution for the demo's summary."""
-    entry = {"subscriber": task.name, "task_id": task.request.id, "type": event.type,
-             "event_id": event.id, "attempt": task.request.retries + 1, "outcome": outcome}  # fmt: skip
+    entry = {
+        "subscriber": task.name, "task_id": task.request.id, "type": event.type,
+        "event_id": event.id, "attempt": task.request.retries + 1, "outcome": outcome,
+    }  # fmt: skip
     _notes().rpush(f"{bus.exchange}:demo:notes", json.dumps(entry))
 
 
