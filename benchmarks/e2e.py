@@ -238,8 +238,10 @@ def main() -> None:
             and "bus" in samples[0]
             and isinstance(samples[0]["bus"], dict)
         ):
-            return {side: {k: statistics.median(s[side][k] for s in samples) for k in samples[0][side]}
-                    for side in samples[0]}  # fmt: skip
+            return {
+                side: {k: statistics.median(s[side][k] for s in samples) for k in samples[0][side]}
+                for side in samples[0]
+            }
         if isinstance(samples[0], dict):
             return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
         return statistics.median(samples)
