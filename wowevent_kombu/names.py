@@ -89,3 +89,38 @@ def log_key(exchange: str) -> str:
 def stats_key(exchange: str) -> str:
     """Hash of bus-wide counters kept in Redis (published, unroutable)."""
     return f"{exchange}:stats"
+
+
+def log_ids_prefix(exchange: str) -> str:
+    """Prefix of the log's event-id index: one HASH per time bucket, ``<prefix><bucket>``."""
+    return f"{exchange}:log:ids:"
+
+
+def log_ids_key(exchange: str, bucket: int) -> str:
+    """One bucket of the event-id index (event id -> log position)."""
+    return f"{log_ids_prefix(exchange)}{bucket}"
+
+
+def log_correlation_prefix(exchange: str) -> str:
+    """Prefix of the log's correlation index: one ZSET of log positions per correlation id."""
+    return f"{exchange}:log:corr:"
+
+
+def log_correlation_key(exchange: str, correlation_id: str) -> str:
+    """The log positions of every logged event of one correlation id."""
+    return f"{log_correlation_prefix(exchange)}{correlation_id}"
+
+
+def replay_key(exchange: str, replay_id: str) -> str:
+    """HASH recording one replay's selection and progress (what ``--resume`` reads)."""
+    return f"{exchange}:replay:{replay_id}"
+
+
+def checkpoints_key(exchange: str) -> str:
+    """HASH subscriber name -> log position of the newest event it handled successfully."""
+    return f"{exchange}:checkpoints"
+
+
+def processed_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """One time bucket of a subscriber's processed-id SET (``idempotent=True``)."""
+    return f"{exchange}:processed:{subscriber}:{bucket}"
