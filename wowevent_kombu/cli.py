@@ -264,3 +264,13 @@ def main() -> None:
 
 celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
+
+
+def _add_log_commands() -> None:
+    from .logcli import log_group, replay_command
+
+    cli.add_command(log_group)
+    cli.add_command(replay_command)
+
+
+_add_log_commands()
