@@ -287,27 +287,22 @@ class EventLog:
             first = "(" + _text(rows[-1][0])
 
     def _by_correlation(self, chosen: Selection, page: int) -> Iterator[RawEntry]:
-        key = names.log_correlation_key(self.settings.exchange, chosen.correlation_id or "")
-        low = "-inf" if chosen.start is None else chosen.start[0]
-        high = "+inf" if chosen.end is None else chosen.end[0]
-        found = [_text(m) for m in self._r.zrangebyscore(key, low, high)]
-        wanted = sorted(
-            (p for p in map(split_position, found) if _inside(p, chosen)),
-        )
+        exchange, cid = self.settings.exchange, chosen.correlation_id or ""
+        buckets = recent_buckets(int(time.time() * 1000), self.settings.log_max_age)
+        pipe = self._r.pipeline(transaction=False)
+        for bucket in reversed(buckets):
+            pipe.lrange(names.log_correlation_key(exchange, cid, bucket), 0, -1)
+        found = {split_position(_text(p)) for listed in pipe.execute() for p in listed}
+        wanted = sorted(p for p in found if _inside(p, chosen))
         for offset in range(0, len(wanted), page):
             pipe = self._r.pipeline(transaction=False)
             for ms, seq in wanted[offset : offset + page]:
                 pipe.xrange(self.key, f"{ms}-{seq}", f"{ms}-{seq}")
-            gone = []
-            for (ms, seq), rows in zip(wanted[offset : offset + page], pipe.execute(), strict=True):
-                if not rows:
-                    gone.append(f"{ms}-{seq}")  # trimmed from the log by count
-                    continue
-                raw = _raw(*rows[0])
-                if raw.document.get("correlationid") == chosen.correlation_id:
-                    yield raw
-            if gone:
-                self._r.zrem(key, *gone)
+            for rows in pipe.execute():
+                if rows:  # an empty answer: trimmed from the log by count or age
+                    raw = _raw(*rows[0])
+                    if raw.document.get("correlationid") == chosen.correlation_id:
+                        yield raw
 
     def get(self, event_id: str) -> LogEntry | None:
         """The logged event with this id, or ``None`` when it is not (or no longer) logged."""

@@ -2,16 +2,18 @@
 
 The log is a Redis Stream; its position (stream id) is only known once ``XADD`` ran, so the
 indexes that map an event id and a correlation id to positions are written by the same server
-side script, inside the publish ``MULTI``. Retention is applied there too, cheaply: ``XADD
-MAXLEN ~`` for the count and ``XTRIM MINID ~`` for the age (both drop whole stream nodes only),
-the indexes expire with the same age, and index entries whose event was trimmed by count are
-skipped (and pruned) by readers.
+side script, inside the publish ``MULTI``. Both indexes are split into time buckets (a HASH
+event id -> position, and a LIST of positions per correlation id) whose keys expire when the
+newest entry they can hold is older than the retention. Retention of the log itself is applied
+there too, cheaply: ``XADD MAXLEN ~`` for the count and ``XTRIM MINID ~`` for the age (both
+drop whole stream nodes only); index entries whose event was trimmed are skipped by readers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import names
@@ -23,41 +25,25 @@ if TYPE_CHECKING:
 BUCKETS = 24
 """The event-id index and processed-id sets are split into about this many time buckets."""
 
+# KEYS: log, event-id bucket, then one correlation bucket per correlated event.
+# ARGV: maxlen; expire-at to set on the event-id bucket ('' = set recently); expire-at of this
+# time bucket's keys (ms); minid to trim to ('' = not this time); then per event: type,
+# CloudEvent JSON, event id, index in KEYS of its correlation bucket (0 = none).
 _APPEND = """
-local log = KEYS[1]
-local maxlen = ARGV[1]
-local age = tonumber(ARGV[2])
-local ids_prefix = ARGV[3]
-local width = tonumber(ARGV[4])
-local corr_prefix = ARGV[5]
-local n = (#ARGV - 5) / 4
-local touched = {}
-local first_ms = nil
-for i = 0, n - 1 do
-  local a = 6 + i * 4
+local log, ids = KEYS[1], KEYS[2]
+local maxlen, expire_at = ARGV[1], ARGV[2]
+for i = 5, #ARGV, 4 do
   local pos = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
-                         'type', ARGV[a], 'event', ARGV[a + 1])
-  local ms = tonumber(string.match(pos, '^(%d+)'))
-  if first_ms == nil then first_ms = ms end
-  local bucket = math.floor(ms / width)
-  local ids_key = ids_prefix .. string.format('%d', bucket)
-  redis.call('HSET', ids_key, ARGV[a + 2], pos)
-  touched[ids_key] = bucket
-  local cid = ARGV[a + 3]
-  if cid ~= '' then
-    local ckey = corr_prefix .. cid
-    redis.call('ZADD', ckey, ms, pos)
-    redis.call('ZREMRANGEBYSCORE', ckey, '-inf', '(' .. string.format('%d', ms - age))
-    redis.call('PEXPIRE', ckey, string.format('%d', age))
+                         'type', ARGV[i], 'event', ARGV[i + 1])
+  redis.call('HSET', ids, ARGV[i + 2], pos)
+  local k = tonumber(ARGV[i + 3])
+  if k > 0 and redis.call('RPUSH', KEYS[k], pos) == 1 then
+    redis.call('PEXPIREAT', KEYS[k], ARGV[3])
   end
 end
-for key, bucket in pairs(touched) do
-  redis.call('PEXPIREAT', key, string.format('%d', (bucket + 1) * width + age))
-end
-if first_ms ~= nil then
-  redis.call('XTRIM', log, 'MINID', '~', string.format('%d', first_ms - age))
-end
-return n
+if expire_at ~= '' then redis.call('PEXPIREAT', ids, expire_at) end
+if ARGV[4] ~= '' then redis.call('XTRIM', log, 'MINID', '~', ARGV[4]) end
+return 1
 """
 
 
@@ -90,22 +76,51 @@ class LogWriter:
     ``EVAL`` (not ``EVALSHA``) is used on purpose: inside ``MULTI`` an unknown script hash
     would fail only that command while the deliveries of the same transaction still commit.
     Redis caches the compiled script, so sending its text costs a few microseconds.
+
+    Index keys are per time bucket of this host's clock (readers probe one spare bucket on
+    each side). A correlation bucket gets its expiry when its list is created, the event-id
+    bucket on a writer's first append to it and once a minute after; age trimming runs about
+    once a second per writer (at least ten times per retention period). Every Redis command
+    saved here counts: the script runs inside every publish.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        exchange = settings.exchange
-        self._head = (
-            names.log_key(exchange),
-            settings.log_maxlen,
-            math.ceil(settings.log_max_age * 1000),
-            names.log_ids_prefix(exchange),
-            bucket_width_ms(settings.log_max_age),
-            names.log_correlation_prefix(exchange),
-        )
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self._exchange = settings.exchange
+        self._log = names.log_key(settings.exchange)
+        self._maxlen = settings.log_maxlen
+        self._age_ms = math.ceil(settings.log_max_age * 1000)
+        self._width = bucket_width_ms(settings.log_max_age)
+        self._clock = clock
+        # Trimming by age is approximate anyway: run it about once a second, or more often
+        # for a short retention, instead of in every transaction.
+        self._trim_every = min(1000, self._age_ms // 10)
+        self._expired_bucket = -1
+        self._next_expire = 0
+        self._next_trim = 0
 
     def append(self, pipe: Any, batch: Sequence[Outgoing]) -> None:
-        args: list[Any] = [*self._head]
+        now = int(self._clock() * 1000)
+        bucket = now // self._width
+        keys = [self._log, names.log_ids_key(self._exchange, bucket)]
+        trim = ""
+        if now >= self._next_trim:
+            trim, self._next_trim = str(now - self._age_ms), now + self._trim_every
+        expire_at = (bucket + 1) * self._width + self._age_ms
+        expire_ids: int | str = ""
+        if now >= self._next_expire or bucket != self._expired_bucket:
+            # Set on the first append to a bucket and again every minute, so a bucket key
+            # recreated after a Redis data loss gets its expiry back soon.
+            expire_ids, self._expired_bucket, self._next_expire = expire_at, bucket, now + 60_000
+        args: list[Any] = [self._maxlen, expire_ids, expire_at, trim]
+        slots: dict[str, int] = {}
         for item in batch:
             event = item.event
-            args += (event.type, item.json, event.id, event.correlation_id or "")
-        pipe.eval(_APPEND, 1, *args)
+            slot = 0
+            if event.correlation_id:
+                key = names.log_correlation_key(self._exchange, event.correlation_id, bucket)
+                slot = slots.get(key, 0)
+                if not slot:
+                    keys.append(key)
+                    slot = slots[key] = len(keys)
+            args += (event.type, item.json, event.id, slot)
+        pipe.eval(_APPEND, len(keys), *keys, *args)

@@ -101,14 +101,9 @@ def log_ids_key(exchange: str, bucket: int) -> str:
     return f"{log_ids_prefix(exchange)}{bucket}"
 
 
-def log_correlation_prefix(exchange: str) -> str:
-    """Prefix of the log's correlation index: one ZSET of log positions per correlation id."""
-    return f"{exchange}:log:corr:"
-
-
-def log_correlation_key(exchange: str, correlation_id: str) -> str:
-    """The log positions of every logged event of one correlation id."""
-    return f"{log_correlation_prefix(exchange)}{correlation_id}"
+def log_correlation_key(exchange: str, correlation_id: str, bucket: int) -> str:
+    """LIST of the log positions of one correlation id's events logged in one time bucket."""
+    return f"{exchange}:log:corr:{bucket}:{correlation_id}"
 
 
 def replay_key(exchange: str, replay_id: str) -> str:
