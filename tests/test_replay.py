@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +14,7 @@ import redis
 from celery import Celery
 from click.testing import CliRunner
 
+from tests.conftest import wait_for
 from wowevent_kombu import (
     Event,
     EventBus,
@@ -213,3 +218,28 @@ def test_cli_replay_and_log_commands(bus: EventBus, redis_url: str) -> None:
     tail = runner.invoke(cli, [*base, "log", "tail", "-n", "1"])
     assert tail.exit_code == 0
     assert event.id in tail.output
+
+
+def test_ctrl_c_in_the_cli_leaves_a_resumable_record(
+    bus: EventBus, redis_client: redis.Redis, redis_url: str
+) -> None:
+    for offset in range(0, 1500, 500):
+        bus.publish_many(
+            Event(type="order.created", data={"n": n}) for n in range(offset, offset + 500)
+        )
+    bus.declare()
+    script = str(Path(sys.executable).with_name("wowevent"))
+    command = [script, "--broker", redis_url, "--exchange", bus.exchange, "replay",
+               "-s", "billing", "--speed", "1000/s"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queue = names.queue_name(bus.exchange, "billing")
+    wait_for(lambda: redis_client.llen(queue) >= 100, message="the replay to be under way")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    replay_id = err.split("--resume ")[-1].split()[0]
+    assert 100 <= redis_client.llen(queue) < 1500
+    resumed = bus.replay(resume=replay_id)  # at the recorded speed
+    assert resumed.delivered == {"billing": 1500}
+    ids = event_ids(queued(redis_client, bus, "billing"))
+    assert len(ids) == len(set(ids)) == 1500

@@ -201,8 +201,7 @@ class Replayer:
         progress: Callable[[ReplayReport, float], None] | None,
     ) -> ReplayReport:
         key = names.replay_key(self.exchange, replay_id)
-        found: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
-        record = {k.decode(): v.decode() for k, v in found.items()}
+        record = self._read(key)
         if "selection" not in record:
             raise UnknownReplayError(
                 f"no replay {replay_id!r} is recorded on exchange {self.exchange!r} (records "
@@ -227,6 +226,10 @@ class Replayer:
             self.client.hset(key, "status", "running")
         pace = parse_speed(selection["speed"])
         return self._execute(report, chosen, targets, pace, selection["force"], dry_run, progress)
+
+    def _read(self, key: str) -> dict[str, str]:
+        found: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in found.items()}
 
     def _recorded(self, replay_id: str, record: Mapping[str, str], subs: list[str]) -> ReplayReport:
         return ReplayReport(
@@ -292,7 +295,11 @@ class Replayer:
                 raise
             key = names.replay_key(self.exchange, report.replay_id)
             self.client.hset(key, "status", "interrupted")
-            report.status = "interrupted"
+            # Redis has the truth: a batch whose EXEC was sent as Ctrl-C came is committed.
+            record = self._read(key)
+            recorded = self._recorded(report.replay_id, record, list(report.delivered))
+            recorded.duration = report.duration
+            report = recorded
             raise ReplayInterrupted(
                 f"replay {report.replay_id} interrupted after {report.scanned} events "
                 f"(position {report.position or 'start'}); resume it with "
