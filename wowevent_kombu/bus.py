@@ -25,7 +25,7 @@ from .errors import (
 from .event import Event
 from .eventlog import EventLog
 from .idempotency import TASK_FLAG as IDEMPOTENT
-from .idempotency import IdempotencyMiddleware, ProcessedIds
+from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
 from .middleware import Middleware
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
@@ -180,16 +180,21 @@ class EventBus:
             options[IDEMPOTENT] = True
             if not any(isinstance(m, IdempotencyMiddleware) for m in self.middleware):
                 # First, so an already handled event runs no other hook either.
-                self.middleware.insert(0, IdempotencyMiddleware(
-                    lambda: ProcessedIds(
-                        self.log.client, self.exchange, self.settings.log_max_age
-                    )
-                ))  # fmt: skip
+                self.middleware.insert(0, IdempotencyMiddleware(self._processed_ids))
         if options.pop("checkpoint", False):
             options[CHECKPOINT] = True
             if not any(isinstance(m, CheckpointMiddleware) for m in self.middleware):
-                self.middleware.append(CheckpointMiddleware(lambda: self.log))
+                self.middleware.append(CheckpointMiddleware(self._log_if_any))
         return options
+
+    def _processed_ids(self) -> ProcessedIds | MemoryProcessedIds:
+        eventlog = self._log_if_any()
+        if eventlog is None:
+            return MemoryProcessedIds()
+        return ProcessedIds(eventlog.client, self.exchange, self.settings.log_max_age)
+
+    def _log_if_any(self) -> EventLog | None:
+        return self.log if getattr(self.transport, "client", None) is not None else None
 
     @property
     def log(self) -> EventLog:

@@ -10,6 +10,7 @@ Redis round trips per successful delivery of such a subscriber.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .middleware import Middleware
@@ -29,23 +30,24 @@ class CheckpointMiddleware(Middleware):
     """Records checkpoints for the subscribers whose task carries :data:`TASK_FLAG`.
 
     Args:
-        eventlog: The bus's :class:`~wowevent_kombu.eventlog.EventLog` (or a callable
-            returning it, so the bus can create it lazily in the worker).
+        eventlog: The bus's :class:`~wowevent_kombu.eventlog.EventLog`, or a callable returning
+            it (or ``None`` when the bus has no Redis log, as on the in-memory ``TestBus``).
     """
 
-    def __init__(self, eventlog: EventLog | Any) -> None:
+    def __init__(self, eventlog: EventLog | Callable[[], EventLog | None]) -> None:
         self._log = eventlog
 
     @property
-    def eventlog(self) -> EventLog:
-        """The log checkpoints are positions of."""
-        found: EventLog = self._log() if callable(self._log) else self._log
-        return found
+    def eventlog(self) -> EventLog | None:
+        """The log checkpoints are positions of; ``None`` when there is none."""
+        return self._log() if callable(self._log) else self._log
 
     def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
         if event is None or not getattr(task, TASK_FLAG, False):
             return
         eventlog = self.eventlog
+        if eventlog is None:
+            return
         position = eventlog.position_of(event.id)
         if position is None:
             log.debug("event %s is not in the log; checkpoint unchanged", event.id)
