@@ -26,12 +26,12 @@ test: venv
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check wowevent_kombu tests examples scripts
-	$(VENV)/bin/ruff format --check wowevent_kombu tests examples scripts
+	$(VENV)/bin/ruff check wowevent_kombu tests examples scripts benchmarks
+	$(VENV)/bin/ruff format --check wowevent_kombu tests examples scripts benchmarks
 
 format: venv
-	$(VENV)/bin/ruff format wowevent_kombu tests examples scripts
-	$(VENV)/bin/ruff check --fix wowevent_kombu tests examples scripts
+	$(VENV)/bin/ruff format wowevent_kombu tests examples scripts benchmarks
+	$(VENV)/bin/ruff check --fix wowevent_kombu tests examples scripts benchmarks
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -28,13 +28,14 @@ from celery import Celery
 from wowevent_kombu import Event, EventBus, Settings, names
 from wowevent_kombu.logindex import bucket_width_ms
 from wowevent_kombu.redisserver import RedisServer
+from wowevent_kombu.transport import Outgoing
 
 
 class NoLog:
     """The baseline: a publish transaction without the log append."""
 
-    def append(self, pipe, batch) -> None:  # noqa: ANN001
-        return None
+    def commands(self, batch: object) -> list[tuple[object, ...]]:
+        return []
 
 
 class PlainAppend:
@@ -43,10 +44,12 @@ class PlainAppend:
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def append(self, pipe, batch) -> None:  # noqa: ANN001
-        for item in batch:
-            fields = {"type": item.event.type, "event": item.json}
-            pipe.xadd(self.key, fields, maxlen=1_000_000, approximate=True)
+    def commands(self, batch: list[Outgoing]) -> list[tuple[object, ...]]:
+        return [
+            ("XADD", self.key, "MAXLEN", "~", 1_000_000, "*",
+             "type", item.event.type, "event", item.json)
+            for item in batch
+        ]  # fmt: skip
 
 
 def make_bus(url: str, exchange: str, **settings: int) -> EventBus:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -77,7 +79,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", "-l", "info",
              "--without-gossip", "--without-mingle", "--without-heartbeat", *args],
-            cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def text(self) -> str:
@@ -104,9 +106,16 @@ class Worker:
         return self.proc.returncode
 
     def kill(self) -> None:
-        self.proc.kill()
+        """SIGKILL the worker and its pool children at once (a machine losing power)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._out.close()
+
+    def children(self) -> list[int]:
+        """Pids of the pool's child processes."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
 
 
 @pytest.fixture

@@ -273,4 +273,10 @@ def _add_log_commands() -> None:
     cli.add_command(replay_command)
 
 
-_add_log_commands()
+if __name__ == "__main__":
+    # Run the importable module's group: that is where every command group is registered.
+    from wowevent_kombu.cli import main as run_main
+
+    run_main()
+else:
+    _add_log_commands()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from .errors import EventEncodingError, InvalidEventError, InvalidEventTypeError
+from .names import random_uuid
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "wowevent"
@@ -31,12 +31,28 @@ _REQUIRED = ("id", "source", "type", "specversion")
 _KNOWN = {*_REQUIRED, "time", "datacontenttype", "data", *_OPTIONAL}
 
 
+_VALID_TYPES: dict[str, None] = {}
+_VALID_TYPES_LIMIT = 4096
+
+
 def validate_event_type(event_type: object) -> str:
     """Return ``event_type`` if it is dot-separated words, else raise naming the bad part.
 
     A word is letters, digits, ``_`` or ``-``; wildcards (``*``, ``#``) and empty words are
     refused because a type names one concrete kind of event.
     """
+    if isinstance(event_type, str) and event_type in _VALID_TYPES:
+        return event_type
+    checked = _check_event_type(event_type)
+    if len(_VALID_TYPES) >= _VALID_TYPES_LIMIT:
+        _VALID_TYPES.clear()
+    # A process publishes few distinct types; remembering the valid ones keeps the hot path
+    # to one dict lookup. Only the type string is kept, so this cache holds no state of note.
+    _VALID_TYPES[checked] = None
+    return checked
+
+
+def _check_event_type(event_type: object) -> str:
     if not isinstance(event_type, str):
         raise InvalidEventTypeError(
             f"event type must be a string, got {type(event_type).__name__}", event_type=None
@@ -68,7 +84,9 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, so sub-millisecond latencies stay measurable."""
     if moment.tzinfo is None:
         raise InvalidEventError("event time must be timezone-aware (e.g. datetime.now(UTC))")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -87,7 +105,7 @@ def _now() -> datetime:
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,10 +269,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_json(value: Any, *, event_type: str | None = None) -> str:
     """Strict, compact JSON: refuses NaN/Infinity, non-string keys and non-JSON objects."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise EventEncodingError(
             f"event data is not JSON-serialisable: {exc}; send only dicts, lists, strings, "

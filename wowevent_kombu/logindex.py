@@ -20,6 +20,7 @@ from . import names
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .atomic import Command
     from .transport import Outgoing
 
 BUCKETS = 24
@@ -64,10 +65,10 @@ def recent_buckets(now_ms: int, max_age: float) -> list[int]:
 
 
 class LogAppender(Protocol):
-    """Queues the log writes of one publish transaction on its pipeline."""
+    """The log writes of one publish transaction."""
 
-    def append(self, pipe: Any, batch: Sequence[Outgoing]) -> None:
-        """Add the commands that log ``batch`` to ``pipe`` (a ``MULTI`` pipeline)."""
+    def commands(self, batch: Sequence[Outgoing]) -> list[Command]:
+        """The commands that log ``batch``, to run inside the publish ``MULTI``."""
 
 
 class LogWriter:
@@ -98,7 +99,7 @@ class LogWriter:
         self._next_expire = 0
         self._next_trim = 0
 
-    def append(self, pipe: Any, batch: Sequence[Outgoing]) -> None:
+    def commands(self, batch: Sequence[Outgoing]) -> list[Command]:
         now = int(self._clock() * 1000)
         bucket = now // self._width
         keys = [self._log, names.log_ids_key(self._exchange, bucket)]
@@ -123,4 +124,4 @@ class LogWriter:
                     keys.append(key)
                     slot = slots[key] = len(keys)
             args += (event.type, item.json, event.id, slot)
-        pipe.eval(_APPEND, len(keys), *keys, *args)
+        return [("EVAL", _APPEND, len(keys), *keys, *args)]

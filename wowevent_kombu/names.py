@@ -6,6 +6,8 @@ tells an operator every key the bus touches.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import uuid
 
@@ -55,7 +57,24 @@ def task_id(event_id: str, subscriber: str, attempt_tag: str = "") -> str:
     recognisable downstream. ``attempt_tag`` separates deliberate re-deliveries (replays,
     dead-letter re-drives) from the original.
     """
-    return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{event_id}/{subscriber}/{attempt_tag}"))
+    digest = hashlib.sha1(  # noqa: S324 - RFC 4122 name-based ids are defined with SHA-1
+        _TASK_ID_NAMESPACE.bytes + f"{event_id}/{subscriber}/{attempt_tag}".encode()
+    ).digest()
+    return format_uuid(digest[:16], version=5)
+
+
+def random_uuid() -> str:
+    """A random (version 4) UUID string, built without ``uuid.UUID``'s validation overhead."""
+    return format_uuid(os.urandom(16), version=4)
+
+
+def format_uuid(raw: bytes, *, version: int) -> str:
+    """16 bytes as an RFC 4122 UUID string of ``version`` (same text as ``str(uuid.UUID)``)."""
+    data = bytearray(raw)
+    data[6] = (data[6] & 0x0F) | (version << 4)
+    data[8] = (data[8] & 0x3F) | 0x80
+    h = data.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def binding_table_key(exchange: str) -> str:

@@ -181,7 +181,9 @@ def register(
         run_hooks(chain, "after_handle", task, event, result=result, exc=None, reverse=True)
         return result
 
-    run.__name__ = getattr(handler, "__name__", name)
+    handler_name = getattr(handler, "__name__", "")
+    # Celery compiles a signature checker from this name: it must be an identifier.
+    run.__name__ = handler_name if handler_name.isidentifier() else "handler"
     run.__doc__ = handler.__doc__
     run.__module__ = getattr(handler, "__module__", __name__)
     task = app.task(

@@ -18,6 +18,7 @@ from typing import Protocol
 import redis
 
 from . import names, wire
+from .atomic import Command, execute_atomic
 from .errors import PublishError, UnroutableEventError
 from .event import Event
 from .logindex import LogAppender, LogWriter
@@ -116,27 +117,33 @@ class RedisTransport:
         return self._client
 
     def snapshot(self, *, refresh: bool = False) -> BindingSnapshot:
+        return self._snapshot_for((), None, refresh=refresh)
+
+    def _snapshot_for(
+        self, ids: tuple[str, ...], event_type: str | None, *, refresh: bool = False
+    ) -> BindingSnapshot:
         current = self._snapshot
         if current is None or refresh:
             with self._refresh_lock:
                 try:
                     current = self._table.read()
                 except redis.RedisError as exc:
-                    raise self._error(exc, "reading the binding table", ()) from exc
+                    raise self._error(exc, "reading the binding table", ids, event_type) from exc
                 self._snapshot = current
         return current
 
     def send(self, batch: Sequence[Outgoing], *, mandatory: bool) -> list[tuple[str, ...]]:
         if not batch:
             return []
-        snap = self.snapshot()
+        ids = tuple(item.event.id for item in batch)
+        first_type = batch[0].event.type
+        snap = self._snapshot_for(ids, first_type)
         routes = [self._route(snap, item.event.type) for item in batch]
         if mandatory and not all(routes):
             # The cache may predate the binding; check the table itself before refusing.
-            snap = self.snapshot(refresh=True)
+            snap = self._snapshot_for(ids, first_type, refresh=True)
             routes = [self._route(snap, item.event.type) for item in batch]
             self._refuse_unroutable(batch, routes)
-        ids = tuple(item.event.id for item in batch)
         stamp = self._commit(batch, routes, ids, with_stamp=True)
         if stamp != snap.stamp:
             routes = self._deliver_missed(batch, routes, ids)
@@ -159,12 +166,12 @@ class RedisTransport:
         with_stamp: bool,
     ) -> tuple[int, int] | None:
         """One MULTI/EXEC: stamp read, log append and indexes, queue pushes, unroutable count."""
-        pipe = self._client.pipeline(transaction=True)
+        commands: list[Command] = []
         if with_stamp:
-            pipe.get(self._table.version_key)
-            pipe.scard(self._table.table_key)
+            commands.append(("GET", self._table.version_key))
+            commands.append(("SCARD", self._table.table_key))
             # Log and index every event of the batch (the deliveries below share the EXEC).
-            self.log_appender.append(pipe, batch)
+            commands += self.log_appender.commands(batch)
         pushes: dict[str, list[str]] = {}
         unroutable = 0
         for item, queues in zip(batch, routes, strict=True):
@@ -174,11 +181,11 @@ class RedisTransport:
                 pushes.setdefault(queue, []).append(message)
         for queue, messages in pushes.items():
             # One LPUSH per queue keeps publish order: BRPOP takes from the other end.
-            pipe.lpush(queue, *messages)
+            commands.append(("LPUSH", queue, *messages))
         if unroutable:
-            pipe.hincrby(self._stats_key, "unroutable", unroutable)
+            commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
         try:
-            results = pipe.execute()
+            results = execute_atomic(self._client, commands)
         except redis.RedisError as exc:
             raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
         if not with_stamp:
@@ -188,7 +195,12 @@ class RedisTransport:
     def _deliver_missed(
         self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]], ids: tuple[str, ...]
     ) -> list[tuple[str, ...]]:
-        fresh = self.snapshot(refresh=True)
+        try:
+            fresh = self._snapshot_for(ids, batch[0].event.type, refresh=True)
+        except PublishError:
+            # The events are committed; only a binding made during this publish could be missed.
+            log.warning("could not re-read the binding table after publishing %s", ids[:3])
+            return routes
         missed: list[tuple[str, ...]] = []
         for item, queues in zip(batch, routes, strict=True):
             missed.append(tuple(q for q in self._route(fresh, item.event.type) if q not in queues))

@@ -8,10 +8,12 @@ many subscribers cheap. ``tests/integration`` proves real workers consume exactl
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,28 @@ REPLAY_HEADER = "wowevent_replay"
 
 KWARGSREPR_LIMIT = 1024
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
+
+
+class _DeliveryTags:
+    """Unique delivery tags: a random per-process prefix and a counter (cheaper than uuid4).
+
+    The prefix is renewed when the pid changes, so forked pool children never share tags.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._numbers: Iterator[int] = iter(())
+
+    def next(self) -> str:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._prefix = pid, uuid.uuid4().hex[:20]
+            self._numbers = itertools.count(1)
+        return f"{self._prefix}-{next(self._numbers)}"
+
+
+_DELIVERY_TAGS = _DeliveryTags()
 
 
 def origin() -> str:
@@ -79,7 +103,7 @@ def task_message(
     ``task``, ``task_id`` and ``queue`` are restricted to JSON-safe characters by their
     validators, so they are stamped in without escaping.
     """
-    delivery_tag = str(uuid.uuid4())
+    delivery_tag = _DELIVERY_TAGS.next()
     extra = f',"{REPLAY_HEADER}":true' if replay else ""
     return (
         f'{{"body":"{prepared.body}","content-encoding":"utf-8",'

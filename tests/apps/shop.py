@@ -24,6 +24,8 @@ app.conf.broker_transport_options = {
     "unacked_mutex_expire": 2,
 }
 app.conf.worker_prefetch_multiplier = 1
+if os.environ.get("WOWEVENT_TEST_ACCEPT"):
+    app.conf.accept_content = os.environ["WOWEVENT_TEST_ACCEPT"].split(",")
 bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"default_retry_delay": 0.05})
 store = redis.Redis.from_url(URL)
 

@@ -1,0 +1,61 @@
+"""Settings are read in one place, validated, and never show a password."""
+
+import pytest
+from celery import Celery
+
+from wowevent_kombu import ConfigurationError, EventBus, Settings
+from wowevent_kombu.settings import redact_url
+from wowevent_kombu.worker import check_worker_config
+
+
+def test_precedence_explicit_env_conf():
+    conf = {"broker_url": "redis://conf:6379/1",
+            "broker_transport_options": {"visibility_timeout": 120}}  # fmt: skip
+    env = {"WOWEVENT_BROKER_URL": "redis://env:6379/2", "WOWEVENT_PUBLISH_TIMEOUT": "2.5"}
+    s = Settings.load(conf, env, max_event_bytes=1000)
+    assert s.broker_url == "redis://conf:6379/1"  # the app's broker wins: workers consume there
+    assert s.publish_timeout == 2.5 and s.max_event_bytes == 1000 and s.visibility_timeout == 120
+    assert Settings.load({}, env).broker_url == "redis://env:6379/2"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"broker_url": "amqp://x"}, "scheme"), ({"exchange": "a:b"}, "exchange"),
+     ({"publish_timeout": 0}, "positive"), ({"max_event_bytes": 0}, "at least 1")],
+)  # fmt: skip
+def test_bad_settings_are_refused(kwargs, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        Settings(**kwargs)
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigurationError, match="WOWEVENT_PUBLISH_TIMEOUT"):
+        Settings.load({}, {"WOWEVENT_PUBLISH_TIMEOUT": "soon"})
+
+
+def test_global_keyprefix_is_refused():
+    with pytest.raises(ConfigurationError, match="global_keyprefix"):
+        Settings.load({"broker_transport_options": {"global_keyprefix": "x"}}, {})
+
+
+def test_passwords_are_redacted():
+    assert redact_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("rediss://:pw@host/0") == "rediss://:***@host/0"
+    assert "pw" not in repr(Settings(broker_url="redis://u:pw@h:1/0"))
+
+
+def test_startup_check_compares_retry_delay_with_visibility():
+    app = Celery("chk", set_as_current=False)
+    bus = EventBus(app, exchange="chk")
+
+    @bus.subscriber("a.*", name="slowretry", retry_backoff=True, retry_backoff_max=600,
+                    time_limit=30)  # fmt: skip
+    def handler(event):
+        pass
+
+    assert check_worker_config(app, 3600, bus.subscribers.values()) == []
+    with pytest.raises(ConfigurationError, match="slowretry"):
+        check_worker_config(app, 600, bus.subscribers.values())
+    app.conf.accept_content = ["json", "pickle"]
+    with pytest.raises(ConfigurationError, match="JSON only"):
+        check_worker_config(app, 3600, bus.subscribers.values())
