@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import names, wire
+from .atomic import Command, execute_atomic
 from .errors import LogQueryError, ReplayInterrupted, UnknownReplayError, UnknownSubscriberError
 from .eventlog import EventLog, RawEntry, Selection, split_position
 from .matcher import TopicMatcher
@@ -349,20 +350,18 @@ class Replayer:
             return
         if not dry_run:
             key = names.replay_key(self.exchange, report.replay_id)
-            pipe = self.client.pipeline(transaction=True)
-            for queue, messages in batch.pushes.items():
-                pipe.lpush(queue, *messages)
+            commands: list[Command] = [("LPUSH", q, *m) for q, m in batch.pushes.items()]
             if batch.position is not None:
-                pipe.hset(key, "position", batch.position)
-            pipe.hincrby(key, "scanned", batch.events)
-            pipe.hincrby(key, "skipped", batch.skipped)
+                commands.append(("HSET", key, "position", batch.position))
+            commands.append(("HINCRBY", key, "scanned", batch.events))
+            commands.append(("HINCRBY", key, "skipped", batch.skipped))
             for name, count in batch.delivered.items():
-                pipe.hincrby(key, f"delivered:{name}", count)
+                commands.append(("HINCRBY", key, f"delivered:{name}", count))
             if final:
-                pipe.hset(key, mapping={
-                    "status": "done", "finished_at": datetime.now(UTC).isoformat(),
-                })  # fmt: skip
-            pipe.execute()
+                finished = datetime.now(UTC).isoformat()
+                commands.append(("HSET", key, "status", "done", "finished_at", finished))
+            # The deliveries and the progress they make commit together, or not at all.
+            execute_atomic(self.client, commands)
         report.scanned += batch.events
         report.skipped += batch.skipped
         for name, count in batch.delivered.items():
