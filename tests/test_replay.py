@@ -26,7 +26,7 @@ from wowevent_kombu import (
     wire,
 )
 from wowevent_kombu.cli import cli
-from wowevent_kombu.replay import Pace, parse_speed
+from wowevent_kombu.pace import Clock, Pace, parse_speed
 
 
 @pytest.fixture
@@ -68,6 +68,14 @@ def test_parse_speed_table() -> None:
     for bad in ("fast", "0", -1.0, "0/s", "x/s", True, float("nan"), float("inf")):
         with pytest.raises(LogQueryError, match="speed"):
             parse_speed(bad)  # type: ignore[arg-type]
+
+
+def test_clock_paces_by_rate_or_by_the_original_gaps() -> None:
+    rate = Clock(Pace(rate=10.0), began=100.0)
+    assert [rate.due("1-0"), rate.due("9-0"), rate.due("9-1")] == [100.0, 100.1, 100.2]
+    twice = Clock(Pace(factor=2.0), began=100.0)
+    assert [twice.due(p) for p in ("5000-0", "5500-3", "7000-0")] == [100.0, 100.25, 101.0]
+    assert Clock(Pace(), began=100.0).due("5000-0") is None
 
 
 def test_replay_goes_to_named_subscribers_only_marked_with_own_task_ids(
