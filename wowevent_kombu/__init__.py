@@ -7,6 +7,7 @@ publisher, logged and delivered in one Redis transaction.
 from __future__ import annotations
 
 from .bus import EventBus
+from .checkpoint import CheckpointMiddleware
 from .errors import (
     ConfigurationError,
     EventEncodingError,
@@ -15,34 +16,48 @@ from .errors import (
     InvalidEventTypeError,
     InvalidPatternError,
     InvalidSubscriberError,
+    LogQueryError,
     PublishError,
+    ReplayInterrupted,
+    UnknownReplayError,
     UnknownSubscriberError,
     UnroutableEventError,
     WowEventError,
 )
 from .event import Event
+from .eventlog import EventLog, LogEntry
+from .idempotency import IdempotencyMiddleware
 from .matcher import TopicMatcher
 from .middleware import Middleware, SkipDelivery
+from .replay import ReplayReport
 from .settings import Settings
 from .subscriber import Subscriber, SubscriberTask
 
 __all__ = [
+    "CheckpointMiddleware",
     "ConfigurationError",
     "Event",
     "EventBus",
     "EventEncodingError",
+    "EventLog",
     "EventTooLargeError",
+    "IdempotencyMiddleware",
     "InvalidEventError",
     "InvalidEventTypeError",
     "InvalidPatternError",
     "InvalidSubscriberError",
+    "LogEntry",
+    "LogQueryError",
     "Middleware",
     "PublishError",
+    "ReplayInterrupted",
+    "ReplayReport",
     "Settings",
     "SkipDelivery",
     "Subscriber",
     "SubscriberTask",
     "TopicMatcher",
+    "UnknownReplayError",
     "UnknownSubscriberError",
     "UnroutableEventError",
     "WowEventError",

@@ -266,5 +266,17 @@ celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
 
 
+def _add_log_commands() -> None:
+    from .logcli import log_group, replay_command
+
+    cli.add_command(log_group)
+    cli.add_command(replay_command)
+
+
 if __name__ == "__main__":
-    main()
+    # Run the importable module's group: that is where every command group is registered.
+    from wowevent_kombu.cli import main as run_main
+
+    run_main()
+else:
+    _add_log_commands()

@@ -108,3 +108,33 @@ def log_key(exchange: str) -> str:
 def stats_key(exchange: str) -> str:
     """Hash of bus-wide counters kept in Redis (published, unroutable)."""
     return f"{exchange}:stats"
+
+
+def log_ids_prefix(exchange: str) -> str:
+    """Prefix of the log's event-id index: one HASH per time bucket, ``<prefix><bucket>``."""
+    return f"{exchange}:log:ids:"
+
+
+def log_ids_key(exchange: str, bucket: int) -> str:
+    """One bucket of the event-id index (event id -> log position)."""
+    return f"{log_ids_prefix(exchange)}{bucket}"
+
+
+def log_correlation_key(exchange: str, correlation_id: str, bucket: int) -> str:
+    """LIST of the log positions of one correlation id's events logged in one time bucket."""
+    return f"{exchange}:log:corr:{bucket}:{correlation_id}"
+
+
+def replay_key(exchange: str, replay_id: str) -> str:
+    """HASH recording one replay's selection and progress (what ``--resume`` reads)."""
+    return f"{exchange}:replay:{replay_id}"
+
+
+def checkpoints_key(exchange: str) -> str:
+    """HASH subscriber name -> log position of the newest event it handled successfully."""
+    return f"{exchange}:checkpoints"
+
+
+def processed_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """One time bucket of a subscriber's processed-id SET (``idempotent=True``)."""
+    return f"{exchange}:processed:{subscriber}:{bucket}"
