@@ -266,5 +266,12 @@ celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
 
 
+# Observability commands live in their own module; imported last, as they build on the above.
+from .cli_observe import serve, status  # noqa: E402
+
+cli.add_command(status)
+cli.add_command(serve)
+
+
 if __name__ == "__main__":
     main()

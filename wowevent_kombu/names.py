@@ -108,3 +108,16 @@ def log_key(exchange: str) -> str:
 def stats_key(exchange: str) -> str:
     """Hash of bus-wide counters kept in Redis (published, unroutable)."""
     return f"{exchange}:stats"
+
+
+def workers_key(exchange: str) -> str:
+    """Hash of worker heartbeats: hostname -> JSON (queues consumed, expiry, metrics port)."""
+    return f"{exchange}:workers"
+
+
+def window_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """Hash of one subscriber's delivery counts and latency buckets for one time bucket.
+
+    ``bucket`` is the bucket's start in whole seconds since the epoch divided by its width.
+    """
+    return f"{exchange}:window:{subscriber}:{bucket}"
