@@ -21,21 +21,27 @@ from .errors import (
     WowEventError,
 )
 from .event import Event
+from .health import HealthRules
 from .matcher import TopicMatcher
+from .metrics import BusMetrics, MetricsMiddleware
 from .middleware import Middleware, SkipDelivery
 from .settings import Settings
 from .subscriber import Subscriber, SubscriberTask
+from .telemetry import instrument
 
 __all__ = [
+    "BusMetrics",
     "ConfigurationError",
     "Event",
     "EventBus",
     "EventEncodingError",
     "EventTooLargeError",
+    "HealthRules",
     "InvalidEventError",
     "InvalidEventTypeError",
     "InvalidPatternError",
     "InvalidSubscriberError",
+    "MetricsMiddleware",
     "Middleware",
     "PublishError",
     "Settings",
@@ -46,5 +52,6 @@ __all__ = [
     "UnknownSubscriberError",
     "UnroutableEventError",
     "WowEventError",
+    "instrument",
 ]
 __version__ = "0.1.0"
