@@ -23,6 +23,7 @@ demo: venv
 	@$(PY) examples/demo.py
 
 test: venv
+	@scripts/ensure-prometheus.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
