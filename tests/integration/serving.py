@@ -21,7 +21,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_env(redis_url: str, exchange: str, **extra: str) -> dict[str, str]:
+def app_env(redis_url: str, exchange: str, **extra: str) -> dict[str, str]:
     """The environment the test apps read their Redis and exchange from."""
     return {
         **os.environ,
@@ -41,7 +41,7 @@ def serving(
     proc = subprocess.Popen(
         [sys.executable, "-c", "from wowevent_kombu.cli import main; main()",
          "-A", "tests.apps.observed:app", "serve", "--port", "0", *args],
-        cwd=ROOT, env=test_env(redis_url, exchange, **env), stdout=out, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=app_env(redis_url, exchange, **env), stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
     def address() -> str | None:

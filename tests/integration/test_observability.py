@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Worker, wait_for
@@ -16,7 +18,7 @@ from wowevent_kombu import EventBus, HealthRules
 from wowevent_kombu.connection import make_client
 from wowevent_kombu.status import ClusterReader
 
-from celery import Celery
+pytestmark = pytest.mark.integration
 
 APP = "tests.apps.observed"
 
