@@ -39,6 +39,7 @@ typecheck: venv
 
 bench: venv
 	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info
