@@ -128,6 +128,8 @@ def test_admin_routes_need_the_bearer_token(service: tuple[EventBus, str]) -> No
     assert call(address, "POST", "/admin/publish", b"{not json", good)[0] == 400
     assert call(address, "POST", "/admin/publish", {"type": "a.b", "x": 1}, good)[0] == 400
     assert call(address, "POST", "/admin/publish", [1], good)[0] == 400
+    huge = b"[" + b"0," * 600_000 + b"0]"
+    assert call(address, "POST", "/admin/publish", huge, good)[0] == 413
     # The publishes were counted by the bus's metrics and served on /metrics.
     _, _, text = call(address, "GET", "/metrics")
     assert b'wowevent_events_published_total{exchange="' in text
