@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from prometheus_client import CollectorRegistry
 
-from .cli import CliContext, handle_errors, redis_errors_as_unavailable
 from .collector import ClusterCollector
 from .connection import make_client
 from .health import HealthRules
 from .metrics import BusMetrics
 from .service import StatusService, make_server
 from .status import ClusterReader, ClusterStatus
+
+if TYPE_CHECKING:
+    from .cli import CliContext
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(func: F) -> F:
+    """The group's error handling (named exit codes), looked up when the command runs.
+
+    ``cli`` imports this module to mount its commands, so importing ``cli`` here at import time
+    would be circular (and break ``python -m wowevent_kombu.cli``).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .cli import handle_errors, redis_errors_as_unavailable
+
+        return handle_errors(redis_errors_as_unavailable(func))(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _ms(value: float | None) -> str:
@@ -62,8 +85,7 @@ def reader_for(obj: CliContext) -> ClusterReader:
 @click.command()
 @click.option("--window", type=click.FloatRange(1, 900), help="Seconds of history [default 60].")
 @click.pass_obj
-@handle_errors
-@redis_errors_as_unavailable
+@cli_errors
 def status(obj: CliContext, window: float | None) -> None:
     """Per-subscriber throughput, latency percentiles, backlog, DLQ size and health."""
     snapshot = reader_for(obj).snapshot(window_seconds=window)
@@ -77,7 +99,7 @@ def status(obj: CliContext, window: float | None) -> None:
 @click.option("--admin-token", envvar="WOWEVENT_ADMIN_TOKEN",
               help="Bearer token enabling /admin/* (off when unset).")  # fmt: skip
 @click.pass_obj
-@handle_errors
+@cli_errors
 def serve(obj: CliContext, host: str, port: int, admin_token: str | None) -> None:
     """Serve /health, /ready, /metrics, /status and admin endpoints until SIGTERM or Ctrl-C."""
     bus = obj.bus()
