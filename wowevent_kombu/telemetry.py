@@ -130,8 +130,11 @@ class Heartbeat:
         self._client.hset(names.workers_key(self.bus.exchange), self.hostname, json.dumps(doc))
 
     def start(self) -> None:
-        """Beat now and then every ``interval`` seconds."""
-        self.beat()
+        """Beat now and then every ``interval`` seconds (a Redis outage only delays it)."""
+        try:
+            self.beat()
+        except Exception as exc:
+            log.warning("worker heartbeat failed: %s", exc)
         self._thread = threading.Thread(target=self._run, name="wowevent-heartbeat", daemon=True)
         self._thread.start()
 

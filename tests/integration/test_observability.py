@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Worker, wait_for
-from wowevent_kombu import EventBus, HealthRules
+from wowevent_kombu import EventBus, HealthRules, wire
 from wowevent_kombu.connection import make_client
 from wowevent_kombu.status import ClusterReader
 
@@ -88,7 +89,14 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
         bus.publish("obs.doomed", {"dlq": True})
     for _ in range(2):
         bus.publish("obs.doomed", {})
+    # A message whose event is not a valid CloudEvent: rejected, and a consume-stage failure.
+    bad = wire.prepare('{"specversion": "1.0", "type": "obs.ok"}', event_type="obs.ok")
+    message = wire.task_message(
+        bad, task="ok", task_id=str(uuid.uuid4()), queue=f"{exchange}.ok", sender="test"
+    )
+    redis_client.lpush(f"{exchange}.ok", message)
     expected = {
+        ("ok", "rejected"): 1,
         ("ok", "succeeded"): 20,
         ("flaky", "retried"): 10,
         ("flaky", "succeeded"): 5,
@@ -102,6 +110,8 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
 
     wait_for(settled, 30, 0.2, f"deliveries {expected}")
     scraped = samples(url)
+    consume = (("exchange", exchange), ("stage", "consume"))
+    assert scraped[("wowevent_validation_failures_total", consume)] == 1
     for sub, count in (("ok", 20), ("flaky", 15), ("doomed", 5)):
         labels = (("exchange", exchange), ("subscriber", sub))
         assert scraped[("wowevent_end_to_end_latency_seconds_count", labels)] == count
