@@ -111,7 +111,7 @@ def stats_key(exchange: str) -> str:
 
 
 def workers_key(exchange: str) -> str:
-    """Hash of worker heartbeats: hostname -> JSON (queues consumed, expiry, metrics port)."""
+    """Hash of worker heartbeats: ``hostname:pid`` -> JSON (queues, expiry, metrics port)."""
     return f"{exchange}:workers"
 
 

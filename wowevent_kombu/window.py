@@ -145,7 +145,7 @@ class WindowRecorder(DeliverySink):
                     pipe.hincrby(key, field, count)
                 pipe.expire(key, self.retain_seconds)
             pipe.execute()
-        except redis.RedisError as exc:
+        except Exception as exc:  # statistics must never take the worker down
             log.warning("could not write delivery statistics to Redis: %s", exc)
 
     def close(self) -> None:
