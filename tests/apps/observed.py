@@ -4,6 +4,7 @@ Configured from the environment by the test that starts the worker.
 """
 
 import os
+import time
 
 import redis
 from celery import Celery
@@ -53,3 +54,8 @@ def doomed(event):
 def toggle(event):
     if store.exists(f"{EXCHANGE}:test:failing"):
         raise ValueError("switched to failing")
+
+
+@bus.subscriber("obs.slow", name="slow", time_limit=10)
+def slow(event):
+    time.sleep(event.data.get("sleep", 0))

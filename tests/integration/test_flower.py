@@ -69,7 +69,7 @@ def test_flower_lists_subscriber_tasks_with_their_states(
         assert flaky[0]["retries"] == 1
         assert "obs.flaky" in flaky[0]["kwargs"]
         names = {t["name"] for t in listed.values()}
-        assert names <= {"ok", "doomed", "flaky", "toggle"}
+        assert names <= {"ok", "doomed", "flaky", "toggle", "slow"}
     finally:
         bus.close()
         flower.terminate()

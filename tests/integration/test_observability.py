@@ -81,6 +81,9 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
     start_worker(APP, env=env, pool="prefork", concurrency=2)
     port = metrics_port(redis_client, exchange)
     bus = publisher(redis_url, exchange)
+    # Two slow deliveries first: while one child sleeps, the other must take the second.
+    bus.publish("obs.slow", {"sleep": 0.5})
+    bus.publish("obs.slow", {"sleep": 0.5})
     for _ in range(20):
         bus.publish("obs.ok", {})
     for _ in range(5):
@@ -96,6 +99,7 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
     )
     redis_client.lpush(f"{exchange}.ok", message)
     expected = {
+        ("slow", "succeeded"): 2,
         ("ok", "rejected"): 1,
         ("ok", "succeeded"): 20,
         ("flaky", "retried"): 10,
@@ -108,7 +112,10 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
     def settled() -> bool:
         return deliveries(samples(url), exchange) == expected
 
-    wait_for(settled, 30, 0.2, f"deliveries {expected}")
+    try:
+        wait_for(settled, 30, 0.2, f"deliveries {expected}")
+    except AssertionError:
+        raise AssertionError(f"counted {deliveries(samples(url), exchange)}") from None
     scraped = samples(url)
     consume = (("exchange", exchange), ("stage", "consume"))
     assert scraped[("wowevent_validation_failures_total", consume)] == 1

@@ -135,7 +135,7 @@ def test_prometheus_scrapes_service_and_worker_and_promql_sees_the_workload(
                 f'sum({done},subscriber="flaky",outcome="retried"}})': 3.0,
                 f'sum({done},subscriber="flaky",outcome="succeeded"}})': 3.0,
                 f'sum(wowevent_end_to_end_latency_seconds_count{{{sel},subscriber="ok"}})': 10.0,
-                f"wowevent_bound_subscribers{{{sel}}}": 4.0,
+                f"wowevent_bound_subscribers{{{sel}}}": 5.0,
                 f'wowevent_subscriber_consumers{{{sel},subscriber="ok"}}': 1.0,
                 f'wowevent_queue_waiting_events{{{sel},subscriber="ok"}}': 0.0,
                 f'wowevent_subscriber_health{{{sel},subscriber="ok",state="healthy"}}': 1.0,
