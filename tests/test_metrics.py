@@ -90,7 +90,6 @@ class FakeTask:
         (ValueError("x"), True, False, "failed"),
         (ValueError("x"), True, True, "dead_lettered"),
         (InvalidEventError("bad"), False, False, "rejected"),
-        (Reject("no"), True, False, "rejected"),
     ],
 )
 def test_failure_outcomes(exc: BaseException, event_known: bool, mark: bool, outcome: str) -> None:
@@ -113,3 +112,18 @@ def test_latency_is_never_negative_under_clock_skew() -> None:
 
     future = datetime.now(UTC) + timedelta(seconds=5)
     assert seconds_since(future, datetime.now(UTC).timestamp()) == 0.0
+
+
+def test_a_rejected_delivery_is_counted_once(observed: tuple[TestBus, CollectorRegistry]) -> None:
+    bus, registry = observed
+
+    @bus.subscriber("refuse.*", name="refuser")
+    def refuser(event: Any) -> None:
+        raise Reject("not for us", requeue=False)
+
+    bus.publish("refuse.this", {})
+    assert [d.state for d in bus.drain()] == ["REJECTED"]
+    labels = {"exchange": "metrics", "subscriber": "refuser"}
+    for outcome in ("rejected", "failed", "succeeded"):
+        got = registry.get_sample_value("wowevent_deliveries_total", {**labels, "outcome": outcome})
+        assert got == (1 if outcome == "rejected" else None)

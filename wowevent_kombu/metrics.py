@@ -141,6 +141,9 @@ class MetricsMiddleware(Middleware):
         task.request.wowevent_end_to_end = end_to_end
         self.metrics.handler_duration.labels(self.metrics.exchange, name).observe(duration)
         self.metrics.end_to_end_latency.labels(self.metrics.exchange, name).observe(end_to_end)
+        if isinstance(exc, Reject):
+            # Celery calls neither on_failure nor on_success for a rejected delivery.
+            self._finish(task, "rejected")
 
     def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
         self._finish(task, "succeeded")
@@ -155,8 +158,6 @@ class MetricsMiddleware(Middleware):
     ) -> None:
         if isinstance(exc, InvalidEventError) and event is None:
             self.metrics.record_validation_failure(STAGE_CONSUME)
-            outcome = "rejected"
-        elif isinstance(exc, Reject):
             outcome = "rejected"
         elif getattr(task.request, DEAD_LETTERED_MARK, False):
             outcome = "dead_lettered"
