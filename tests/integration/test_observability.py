@@ -194,3 +194,13 @@ def test_health_flips_under_a_failing_handler_and_back(
     assert snapshot.backlog == 1
     assert any("no live worker" in r for r in snapshot.reasons)
     bus.close()
+
+
+def test_a_prefork_worker_port_without_multiprocess_mode_is_flagged(
+    start_worker: Callable[..., Worker], redis_client: redis.Redis, exchange: str
+) -> None:
+    env = {"WOWEVENT_METRICS_PORT": "0"}
+    worker = start_worker(APP, env=env, pool="prefork", concurrency=2)
+    metrics_port(redis_client, exchange)
+    assert "set it to an empty directory per worker" in worker.text()
+    assert "PROMETHEUS_MULTIPROC_DIR" in worker.text()
