@@ -23,6 +23,7 @@ demo: venv
 	@$(PY) examples/demo.py
 
 test: venv
+	@scripts/ensure-prometheus.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
@@ -38,6 +39,7 @@ typecheck: venv
 
 bench: venv
 	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
 
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv

@@ -26,14 +26,18 @@ from .errors import (
 )
 from .event import Event
 from .eventlog import EventLog, LogEntry
+from .health import HealthRules
 from .idempotency import IdempotencyMiddleware
 from .matcher import TopicMatcher
+from .metrics import BusMetrics, MetricsMiddleware
 from .middleware import Middleware, SkipDelivery
 from .replay import ReplayReport
 from .settings import Settings
 from .subscriber import Subscriber, SubscriberTask
+from .telemetry import instrument
 
 __all__ = [
+    "BusMetrics",
     "CheckpointMiddleware",
     "ConfigurationError",
     "Event",
@@ -41,6 +45,7 @@ __all__ = [
     "EventEncodingError",
     "EventLog",
     "EventTooLargeError",
+    "HealthRules",
     "IdempotencyMiddleware",
     "InvalidEventError",
     "InvalidEventTypeError",
@@ -48,6 +53,7 @@ __all__ = [
     "InvalidSubscriberError",
     "LogEntry",
     "LogQueryError",
+    "MetricsMiddleware",
     "Middleware",
     "PublishError",
     "ReplayInterrupted",
@@ -61,5 +67,6 @@ __all__ = [
     "UnknownSubscriberError",
     "UnroutableEventError",
     "WowEventError",
+    "instrument",
 ]
 __version__ = "0.1.0"

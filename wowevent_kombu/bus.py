@@ -34,6 +34,7 @@ from .transport import Outgoing, RedisTransport, Transport
 from .worker import make_bootstep
 
 if TYPE_CHECKING:
+    from .metrics import BusMetrics
     from .replay import ReplayReport
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class EventBus:
         self._defaults = dict(subscriber_defaults or {})
         self.middleware: list[Middleware] = list(middleware)
         self._log: EventLog | None = None
+        self.metrics: BusMetrics | None = None
+        """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -344,7 +347,12 @@ class EventBus:
             attributes["id"] = id
         if time is not None:
             attributes["time"] = time
-        event = Event(type=type, data=data, **attributes)
+        try:
+            event = Event(type=type, data=data, **attributes)
+        except InvalidEventError:
+            if self.metrics is not None:
+                self.metrics.record_validation_failure("publish")
+            raise
         self.publish_many([event], mandatory=mandatory)
         return event
 
@@ -359,9 +367,17 @@ class EventBus:
         Each event goes only to the subscribers matching its own type; publish order is kept
         per subscriber queue.
         """
-        batch = [self._prepare(event) for event in events]
-        self.transport.send(batch, mandatory=mandatory)
-        return [item.event for item in batch]
+        try:
+            batch = [self._prepare(event) for event in events]
+        except InvalidEventError:
+            if self.metrics is not None:
+                self.metrics.record_validation_failure("publish")
+            raise
+        routes = self.transport.send(batch, mandatory=mandatory)
+        published = [item.event for item in batch]
+        if self.metrics is not None:
+            self.metrics.record_published(published, routes)
+        return published
 
     def _prepare(self, event: Event) -> Outgoing:
         if not isinstance(event, Event):

@@ -266,11 +266,13 @@ celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
 
 
-def _add_log_commands() -> None:
+def _add_command_groups() -> None:
+    """Attach the commands that live in their own modules (they build on this one)."""
+    from .cli_observe import serve, status
     from .logcli import log_group, replay_command
 
-    cli.add_command(log_group)
-    cli.add_command(replay_command)
+    for command in (log_group, replay_command, status, serve):
+        cli.add_command(command)
 
 
 if __name__ == "__main__":
@@ -279,4 +281,4 @@ if __name__ == "__main__":
 
     run_main()
 else:
-    _add_log_commands()
+    _add_command_groups()

@@ -138,3 +138,16 @@ def checkpoints_key(exchange: str) -> str:
 def processed_key(exchange: str, subscriber: str, bucket: int) -> str:
     """One time bucket of a subscriber's processed-id SET (``idempotent=True``)."""
     return f"{exchange}:processed:{subscriber}:{bucket}"
+
+
+def workers_key(exchange: str) -> str:
+    """Hash of worker heartbeats: ``hostname:pid`` -> JSON (queues, expiry, metrics port)."""
+    return f"{exchange}:workers"
+
+
+def window_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """Hash of one subscriber's delivery counts and latency buckets for one time bucket.
+
+    ``bucket`` is the bucket's start in whole seconds since the epoch divided by its width.
+    """
+    return f"{exchange}:window:{subscriber}:{bucket}"
