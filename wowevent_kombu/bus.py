@@ -13,13 +13,16 @@ from kombu import Exchange
 
 from . import names, wire
 from .connection import make_client
+from .deadletter import DeadLetterStore
 from .errors import (
+    ConfigurationError,
     EventTooLargeError,
     InvalidEventError,
     InvalidSubscriberError,
     UnknownSubscriberError,
 )
 from .event import Event
+from .failures import DeadLetterMiddleware
 from .middleware import Middleware
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
@@ -53,6 +56,9 @@ class EventBus:
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
+        dead_lettering: Record failed deliveries in the dead-letter store (:attr:`dead_letters`).
+        dead_letter_retention: Optional ``{"max_age": seconds, "max_records": n}``, applied
+            after each dead-letter write; what it drops is logged as a warning.
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class EventBus:
         publish_timeout: float | None = None,
         max_event_bytes: int | None = None,
         middleware: Sequence[Middleware] = (),
+        dead_lettering: bool = True,
+        dead_letter_retention: Mapping[str, float | int | None] | None = None,
     ) -> None:
         self.app = app
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
@@ -86,6 +94,15 @@ class EventBus:
         self._subscribers: dict[str, Subscriber] = {}
         self._defaults = dict(subscriber_defaults or {})
         self.middleware: list[Middleware] = list(middleware)
+        self._dead_letter_middleware: DeadLetterMiddleware | None = None
+        if dead_lettering:
+            self._dead_letter_middleware = DeadLetterMiddleware(
+                self._worker_dead_letters, retention=dead_letter_retention
+            )
+            # Last in the chain, so on_failure (run in reverse) writes the record before any
+            # other middleware reacts to the failure.
+            self.middleware.append(self._dead_letter_middleware)
+        self._dead_letters: DeadLetterStore | None = None
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -159,8 +176,42 @@ class EventBus:
         return decorate
 
     def add_middleware(self, item: Middleware) -> None:
-        """Add delivery hooks; every subscriber of this bus (also those already made) runs them."""
-        self.middleware.append(item)
+        """Add delivery hooks; every subscriber of this bus (also those already made) runs them.
+
+        The dead-letter middleware stays last in the chain: its ``on_failure`` runs first.
+        """
+        if self._dead_letter_middleware is not None:
+            self.middleware.insert(len(self.middleware) - 1, item)
+        else:
+            self.middleware.append(item)
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead-letter store of this bus: list, show, re-drive and purge failed deliveries.
+
+        Raises:
+            ConfigurationError: the bus's transport is not Redis (e.g. the in-memory test bus).
+        """
+        if self._dead_letters is None:
+            client = getattr(self.transport, "client", None)
+            if client is None:
+                raise ConfigurationError(
+                    "the dead-letter store needs the Redis transport; this bus uses "
+                    f"{type(self.transport).__name__}"
+                )
+            self._dead_letters = DeadLetterStore(
+                client, self.exchange, known_subscribers=self._redrive_targets
+            )
+        return self._dead_letters
+
+    def _worker_dead_letters(self) -> DeadLetterStore | None:
+        """The store for the failure middleware; ``None`` (nothing recorded) without Redis."""
+        if getattr(self.transport, "client", None) is None:
+            return None
+        return self.dead_letters
+
+    def _redrive_targets(self) -> set[str]:
+        return set(self.bindings()) | set(self._subscribers)
 
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""

@@ -108,3 +108,23 @@ def log_key(exchange: str) -> str:
 def stats_key(exchange: str) -> str:
     """Hash of bus-wide counters kept in Redis (published, unroutable)."""
     return f"{exchange}:stats"
+
+
+def dead_letter_records_key(exchange: str) -> str:
+    """HASH of dead-letter records: record id (the failed delivery's task id) -> JSON."""
+    return f"{exchange}:dlq:records"
+
+
+def dead_letter_index_key(exchange: str) -> str:
+    """ZSET of dead-letter record ids scored by their last failure time (epoch seconds)."""
+    return f"{exchange}:dlq:index"
+
+
+def retry_history_key(exchange: str, task_id: str) -> str:
+    """LIST of one delivery's failed attempts so far (JSON each), kept with a TTL."""
+    return f"{exchange}:dlq:attempts:{task_id}"
+
+
+def redrive_tag(record_id: str) -> str:
+    """``attempt_tag`` of :func:`task_id` for the re-drive of one dead-letter record."""
+    return f"dlq:{record_id}"

@@ -10,8 +10,9 @@ from celery import Celery, Task
 from kombu import Exchange, Queue, binding
 
 from . import names
-from .errors import InvalidEventError, InvalidSubscriberError
+from .errors import InvalidEventError, InvalidSubscriberError, Reject
 from .event import Event
+from .failures import SubscriberRequest
 from .matcher import validate_pattern
 from .middleware import Middleware, SkipDelivery, run_hooks
 from .wire import EVENT_KWARG, REPLAY_HEADER
@@ -41,6 +42,7 @@ class SubscriberTask(Task):  # type: ignore[misc]
     so retries, redeliveries and re-drives stay with the subscriber that needs them.
     """
 
+    Request = SubscriberRequest
     wowevent_queue: str = ""
     wowevent_subscriber: str = ""
     wowevent_middleware: Sequence[Middleware] = ()
@@ -164,10 +166,12 @@ def register(
             f"subscriber {name!r}: handler is not callable", subscriber=name
         )
     task_options = {**SUBSCRIBER_DEFAULTS, **options}
-    # An event that is not a valid CloudEvent will never become one: do not retry it.
+    # An event that is not a valid CloudEvent will never become one, and a handler that raises
+    # Reject has said it must not be retried: both go straight to the dead-letter store.
     task_options["dont_autoretry_for"] = (
         *tuple(task_options.get("dont_autoretry_for") or ()),
         InvalidEventError,
+        Reject,
     )
 
     def run(task: SubscriberTask, **kwargs: Any) -> Any:
