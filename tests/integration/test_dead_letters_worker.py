@@ -1,0 +1,189 @@
+"""Retries and dead letters with real ``celery worker`` processes on real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import Worker, seen, wait_for
+from wowevent_kombu import EventBus, names, wire
+from wowevent_kombu.deadletter import DeadLetter
+
+APP = "tests.apps.dlq"
+
+
+@pytest.fixture
+def bus(redis_url: str, exchange: str) -> Iterator[EventBus]:
+    """A publisher-side bus on the test exchange (no subscribers of its own)."""
+    bus = EventBus(Celery("pub", broker=redis_url, set_as_current=False), exchange=exchange)
+    yield bus
+    bus.close()
+
+
+def runs(client: redis.Redis, exchange: str, subscriber: str) -> list[dict[str, Any]]:
+    return [e for e in seen(client, exchange) if e["subscriber"] == subscriber]
+
+
+def unacked(client: redis.Redis, task_id: str) -> bool:
+    """Whether Kombu still holds a delivery of ``task_id`` as unacknowledged."""
+    return any(task_id.encode() in raw for _, raw in client.hscan_iter("unacked"))
+
+
+def only_record(bus: EventBus) -> DeadLetter:
+    records = wait_for(lambda: bus.dead_letters.list().records, message="a dead-letter record")
+    assert len(records) == 1, records
+    return records[0]
+
+
+def test_retries_back_off_exponentially_and_succeed_without_a_dead_letter(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    start_worker(APP)
+    event = bus.publish("backoff.flaky", {"fail_times": 2})
+
+    attempts = wait_for(
+        lambda: (
+            len(runs(redis_client, exchange, "backoff")) >= 3
+            and runs(redis_client, exchange, "backoff")
+        ),
+        timeout=30,
+        message="three runs of the backoff subscriber",
+    )
+    gaps = [round(b["at"] - a["at"], 3) for a, b in zip(attempts, attempts[1:], strict=False)]
+    print(f"retry gaps: {gaps} s (policy: 1 s, 2 s)")
+    assert [a["retries"] for a in attempts] == [0, 1, 2]
+    assert {a["task_id"] for a in attempts} == {names.task_id(event.id, "backoff")}
+    assert gaps[0] >= 1.0 and gaps[1] >= 2.0
+    # The bystander shares the pattern: it ran once, untouched by the other's retries.
+    wait_for(lambda: runs(redis_client, exchange, "bystander"), message="bystander run")
+    assert len(runs(redis_client, exchange, "backoff")) == 3
+    assert len(runs(redis_client, exchange, "bystander")) == 1
+    assert bus.dead_letters.count() == 0
+    # The success left no retry history behind that could be mistaken for a failure.
+    assert redis_client.llen(f"{exchange}:dlq:attempts:{attempts[0]['task_id']}") == 2
+
+
+def test_exhausted_delivery_is_one_record_with_every_attempt_then_redriven_and_purged(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    start_worker(APP)
+    event = bus.publish("doomed.order", {"n": 1})
+
+    record = only_record(bus)
+    assert record.id == names.task_id(event.id, "doomed")
+    assert (record.subscriber, record.reason, record.event_id) == ("doomed", "exhausted", event.id)
+    assert record.event["data"] == {"n": 1}
+    assert [a.number for a in record.attempts] == [1, 2, 3]
+    for number, attempt in enumerate(record.attempts, 1):
+        assert attempt.exception_type == "RuntimeError"
+        assert attempt.message == f"doomed run {number}"
+        assert "raise RuntimeError" in attempt.traceback
+        assert attempt.started_at is not None and attempt.started_at <= attempt.failed_at
+    assert record.first_failure < record.last_failure
+    assert len(runs(redis_client, exchange, "doomed")) == 3
+    wait_for(lambda: runs(redis_client, exchange, "bystander"), message="bystander run")
+
+    # Re-drive: the same subscriber only, a fresh task id and a fresh retry budget.
+    assert bus.dead_letters.retry(record.id) == [record.id]
+    fresh_id = names.task_id(event.id, "doomed", names.redrive_tag(record.id))
+    again = wait_for(
+        lambda: [r for r in bus.dead_letters.list().records if r.id == fresh_id],
+        message="the re-driven delivery to fail again",
+    )[0]
+    assert [a.number for a in again.attempts] == [1, 2, 3]
+    assert bus.dead_letters.count() == 1  # the original record left with the re-drive
+    redriven = runs(redis_client, exchange, "doomed")[3:]
+    assert [r["retries"] for r in redriven] == [0, 1, 2]
+    assert {r["task_id"] for r in redriven} == {fresh_id}
+    assert len(runs(redis_client, exchange, "bystander")) == 1
+
+    assert bus.dead_letters.purge(fresh_id) == [fresh_id]
+    assert bus.dead_letters.count() == 0
+
+
+def test_rejected_and_invalid_deliveries_skip_their_retries(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    start_worker(APP)
+    bus.publish("refuse.order", {})
+    # An envelope that is not a CloudEvent, as a foreign producer might push it.
+    queue = names.queue_name(exchange, "strict")
+    bogus = wire.prepare('{"specversion":"1.0","type":"strict.x"}', event_type="strict.x")
+    redis_client.lpush(
+        queue,
+        wire.task_message(bogus, task="strict", task_id="bogus-1", queue=queue, sender="t"),
+    )
+
+    records = wait_for(
+        lambda: len(bus.dead_letters.list().records) == 3 and bus.dead_letters.list().records,
+        message="three dead-letter records",
+    )
+    by_subscriber = {r.subscriber: r for r in records}
+    assert by_subscriber["rejecting"].reason == "rejected"
+    assert by_subscriber["rejecting"].attempts[0].exception_type == "wowevent_kombu.errors.Reject"
+    assert by_subscriber["picky"].reason == "rejected"
+    assert by_subscriber["picky"].attempts[0].exception_type == "KeyError"
+    invalid = by_subscriber["strict"]
+    assert (invalid.reason, invalid.id, invalid.event_type) == ("invalid", "bogus-1", "strict.x")
+    assert invalid.event == {"specversion": "1.0", "type": "strict.x"}
+    assert all(len(r.attempts) == 1 for r in records)
+    assert len(runs(redis_client, exchange, "rejecting")) == 1
+    assert len(runs(redis_client, exchange, "picky")) == 1
+    assert runs(redis_client, exchange, "strict") == []
+    assert bus.dead_letters.count() == 3
+
+
+def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    start_worker(APP, pool="prefork", concurrency=1)
+    event = bus.publish("crash.now", {})
+    for attempt in (1, 2):  # the first run and its one retry
+        entry = wait_for(
+            lambda n=attempt: (
+                len(runs(redis_client, exchange, "crasher")) >= n
+                and runs(redis_client, exchange, "crasher")[n - 1]
+            ),
+            message=f"run {attempt} of the crasher",
+        )
+        os.kill(entry["pid"], signal.SIGKILL)
+
+    record = only_record(bus)
+    assert (record.reason, record.id) == ("worker_lost", names.task_id(event.id, "crasher"))
+    assert [a.number for a in record.attempts] == [1, 2]
+    assert all(a.exception_type.endswith("WorkerLostError") for a in record.attempts)
+    # Acked after the record: nothing waits or stays unacknowledged.
+    assert redis_client.llen(names.queue_name(exchange, "crasher")) == 0
+    assert len(runs(redis_client, exchange, "crasher")) == 2
+
+
+def test_worker_killed_between_dead_letter_write_and_ack_leaves_exactly_one_record(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    env = {"WOWEVENT_TEST_VISIBILITY": "5"}
+    first = start_worker(APP, pool="prefork", concurrency=1, env=env)
+    event = bus.publish("ackkill.now", {})
+    wait_for(lambda: first.proc.poll() is not None, message="the worker to die before the ack")
+    assert bus.dead_letters.count() == 1
+
+    # A new worker gets the unacked delivery back after the visibility timeout; it fails again.
+    start_worker(APP, pool="prefork", concurrency=1, env=env)
+    wait_for(
+        lambda: len(runs(redis_client, exchange, "ackkill")) == 2,
+        timeout=30,
+        message="the redelivered run",
+    )
+    task_id = names.task_id(event.id, "ackkill")
+    wait_for(lambda: not unacked(redis_client, task_id), message="the ack")
+    record = only_record(bus)
+    assert record.id == task_id
+    assert record.reason == "exhausted" and [a.number for a in record.attempts] == [1]
+    assert bus.dead_letters.count() == 1
+    assert json.loads(bus.dead_letters.get(record.id).to_json())["id"] == record.id
