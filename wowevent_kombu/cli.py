@@ -257,6 +257,12 @@ def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
     )
 
 
+# At the end: the dlq commands use this module's context and error helpers.
+from .cli_dlq import dlq  # noqa: E402
+
+cli.add_command(dlq)
+
+
 def main() -> None:
     """Entry point of the ``wowevent`` script."""
     cli(prog_name="wowevent")
