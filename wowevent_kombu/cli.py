@@ -257,12 +257,6 @@ def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
     )
 
 
-# At the end: the dlq commands use this module's context and error helpers.
-from .cli_dlq import dlq  # noqa: E402
-
-cli.add_command(dlq)
-
-
 def main() -> None:
     """Entry point of the ``wowevent`` script."""
     cli(prog_name="wowevent")
@@ -273,4 +267,12 @@ celery_command = cli
 
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m``: take the package's own module, which has every command group.
+    from wowevent_kombu.cli import main as package_main
+
+    package_main()
+else:
+    # Last: the dlq commands use this module's context and error helpers.
+    from .cli_dlq import dlq
+
+    cli.add_command(dlq)
