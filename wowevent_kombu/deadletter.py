@@ -48,6 +48,14 @@ return moved
 """
 
 
+# A script rather than MULTI/EXEC: EXEC runs every queued command even when one fails, so a
+# refused HSET would still index a record that does not exist. Here the HSET failing stops it.
+_WRITE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Attempt:
     """One failed attempt of a delivery.
@@ -250,6 +258,7 @@ class DeadLetterStore:
         self._records = names.dead_letter_records_key(exchange)
         self._index = names.dead_letter_index_key(exchange)
         self._redrive = client.register_script(_REDRIVE)
+        self._write = client.register_script(_WRITE)
 
     @property
     def client(self) -> redis.Redis:
@@ -259,11 +268,11 @@ class DeadLetterStore:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, record: DeadLetter) -> None:
-        """Store ``record`` (replacing one with the same id) in one MULTI/EXEC."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self._records, record.id, record.to_json())
-        pipe.zadd(self._index, {record.id: record.last_failure})
-        pipe.execute()
+        """Store ``record``, replacing one with the same id, in one atomic step."""
+        self._write(
+            keys=[self._records, self._index],
+            args=[record.id, record.to_json(), repr(record.last_failure)],
+        )
 
     def trim(
         self, *, max_age: float | None = None, max_records: int | None = None

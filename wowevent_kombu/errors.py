@@ -15,7 +15,7 @@
     ├── DeadLetterError              a dead-letter operation cannot be done as asked
     │   ├── UnknownDeadLetterError   no record has that id
     │   └── InvalidFilterError       a filter value is malformed
-    ├── DeadLetterWriteError         a failed delivery could not be recorded (left unacked)
+    ├── DeadLetterWriteError         a failed delivery could not be recorded (requeued)
     └── PublishError                 Redis did not accept the publish
         └── UnroutableEventError     ``mandatory=True`` and no subscriber matched
 
@@ -137,7 +137,7 @@ class InvalidFilterError(DeadLetterError, ValueError):
 class DeadLetterWriteError(WowEventError):
     """A failed delivery could not be written to the dead-letter store.
 
-    The worker then leaves the message unacknowledged, so Redis redelivers it after the
-    visibility timeout instead of the event being lost. Takes only a message, so it survives
-    the trip from a pool child to the worker's main process.
+    The worker then requeues the message instead of acknowledging it (or, if Redis refuses that
+    too, leaves it for Redis to restore after the visibility timeout): the event is not lost.
+    Takes only a message, so it survives the trip from a pool child to the worker's main process.
     """

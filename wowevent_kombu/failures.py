@@ -10,9 +10,13 @@ Where Celery calls us, and why that is before the acknowledgement:
   a ``WorkerLostError`` in ``Request.on_failure``, acks the message, and only then sends the
   ``task_failure`` signal. :class:`SubscriberRequest` therefore runs the failure hooks itself
   before handing over to Celery's ``on_failure``.
+* A hard time limit kills the child too; Celery then runs ``Task.on_failure`` from the main
+  process's ``Request.on_timeout``, before it acks, but without the request on the task's
+  stack, which :class:`SubscriberRequest` pushes.
 * If the record cannot be written the middleware raises :class:`DeadLetterWriteError`;
-  :class:`SubscriberRequest` then leaves the message unacked, so Redis redelivers it after the
-  visibility timeout instead of the event being lost.
+  :class:`SubscriberRequest` then requeues the message (at the tail of the subscriber's queue)
+  instead of acking it; if Redis refuses that too, the message stays unacked and Redis restores
+  it after the visibility timeout. Either way the event is not lost.
 """
 
 from __future__ import annotations
@@ -140,7 +144,7 @@ class DeadLetterMiddleware(Middleware):
             raise DeadLetterWriteError(
                 f"could not write the dead-letter record of task {request.id} "
                 f"(subscriber {task.wowevent_subscriber!r}): {error}; the delivery stays "
-                "unacknowledged and comes back after the visibility timeout"
+                "requeued, not acknowledged"
             ) from error
         log.warning(
             "dead-lettered %s delivery %s of event %s (%s, %d attempt(s)): %s",
@@ -214,9 +218,26 @@ class SubscriberRequest(Request):  # type: ignore[misc]
 
     * the pool child died (``WorkerLostError``) and Celery will not retry it: the subscriber's
       ``on_failure`` hooks run here, since the dead child never ran them;
-    * the child could not write the dead-letter record (:class:`DeadLetterWriteError`): the
-      message is left unacknowledged.
+    * the dead-letter record could not be written (:class:`DeadLetterWriteError`): the message
+      is requeued, not acked.
     """
+
+    _wowevent_unrecorded = False
+
+    def on_timeout(self, soft: bool, timeout: float) -> Any:
+        if soft:
+            return super().on_timeout(soft, timeout)
+        # Celery runs Task.on_failure here for a hard time limit, but without the request on
+        # the task's stack: push it, so the hooks see this delivery's id and event.
+        self.task.request_stack.push(self._context)
+        try:
+            return super().on_timeout(soft, timeout)
+        except DeadLetterWriteError as exc:
+            self._wowevent_unrecorded = True  # Celery calls on_failure next: requeue there
+            log.error("task %s[%s]: %s", self.task_name, self.id, exc)
+            return None
+        finally:
+            self.task.request_stack.pop()
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -224,9 +245,8 @@ class SubscriberRequest(Request):  # type: ignore[misc]
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
-        if isinstance(exc, DeadLetterWriteError):
-            log.error("task %s[%s] left unacknowledged: %s", self.task_name, self.id, exc)
-            return None
+        if isinstance(exc, DeadLetterWriteError) or self._wowevent_unrecorded:
+            return self._requeue(exc)
         lost = isinstance(exc, WorkerLostError) or (
             isinstance(exc, SystemExit | KeyboardInterrupt)
             and not (self._already_cancelled or self._already_revoked)
@@ -240,16 +260,28 @@ class SubscriberRequest(Request):  # type: ignore[misc]
             self.task.request_stack.push(self._context)
             try:
                 self.task.on_failure(exc, self.id, self.args, self.kwargs, exc_info)
-            except Exception:
-                log.exception(
-                    "task %s[%s]: failure hooks after a lost worker failed; message left "
-                    "unacknowledged",
-                    self.task_name, self.id,
-                )  # fmt: skip
-                return None
+            except Exception as error:
+                return self._requeue(error)
             finally:
                 self.task.request_stack.pop()
         return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _requeue(self, exc: BaseException) -> None:
+        """Put the delivery back at the tail of its queue instead of acking an unrecorded loss.
+
+        If Redis refuses that too, the delivery stays unacknowledged and Redis restores it after
+        the visibility timeout.
+        """
+        log.error(
+            "task %s[%s]: the failure could not be recorded (%s); requeued for another run",
+            self.task_name, self.id, exc,
+        )  # fmt: skip
+        try:
+            self.reject(requeue=True)
+        except Exception:
+            log.exception(
+                "task %s[%s]: requeue failed; left unacknowledged", self.task_name, self.id
+            )
 
     def _final_loss(self) -> bool:
         """Whether Celery will give up on this delivery rather than retry or requeue it."""

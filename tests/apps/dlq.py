@@ -110,3 +110,15 @@ def crasher(self, event):
 def ackkill(self, event):
     record(self, event)
     raise RuntimeError("fails, then the worker dies before the ack")
+
+
+@bus.subscriber("slow.*", name="overtime", bind=True, time_limit=1)
+def overtime(self, event):
+    record(self, event)
+    time.sleep(30)
+
+
+@bus.subscriber("unlucky.*", name="unlucky", bind=True, max_retries=0)
+def unlucky(self, event):
+    record(self, event)
+    raise RuntimeError("fails while the dead-letter store refuses writes")

@@ -167,6 +167,47 @@ def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
     assert len(runs(redis_client, exchange, "crasher")) == 2
 
 
+def test_hard_time_limit_is_recorded_once_under_the_delivery_task_id(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    start_worker(APP, pool="prefork", concurrency=1)
+    event = bus.publish("slow.job", {})
+    record = only_record(bus)
+    task_id = names.task_id(event.id, "overtime")
+    assert (record.id, record.reason, record.event_id) == (task_id, "exhausted", event.id)
+    assert record.attempts[0].exception_type.endswith("TimeLimitExceeded")
+    wait_for(lambda: not unacked(redis_client, task_id), message="the ack")
+    assert bus.dead_letters.count() == 1
+
+
+def test_a_refused_dead_letter_write_requeues_the_delivery_until_it_can_be_written(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
+) -> None:
+    records_key = names.dead_letter_records_key(exchange)
+    redis_client.set(records_key, "not a hash")  # every HSET now fails with WRONGTYPE
+    worker = start_worker(APP, pool="prefork", concurrency=1)
+    event = bus.publish("unlucky.day", {})
+    task_id = names.task_id(event.id, "unlucky")
+    wait_for(
+        lambda: len(runs(redis_client, exchange, "unlucky")) >= 3,
+        message="the unrecorded failure to be requeued and run again",
+    )
+    assert "could not be recorded" in worker.text()
+    assert bus.dead_letters.count() == 0
+
+    redis_client.delete(records_key)  # the store works again
+    record = only_record(bus)
+    assert record.id == task_id
+    wait_for(lambda: not unacked(redis_client, task_id), message="the ack")
+    assert redis_client.llen(names.queue_name(exchange, "unlucky")) == 0
+    settled = len(runs(redis_client, exchange, "unlucky"))
+    bus.publish("unlucky.again", {})  # the worker still consumes: no slot left taken
+    wait_for(
+        lambda: len(runs(redis_client, exchange, "unlucky")) == settled + 1,
+        message="the next delivery",
+    )
+
+
 def test_worker_killed_between_dead_letter_write_and_ack_leaves_exactly_one_record(
     start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
 ) -> None:
