@@ -116,7 +116,7 @@ class DeadLetterMiddleware(Middleware):
         setattr(task.request, _FAILURE, self._attempt(task, original, None))
 
     def on_retry(
-        self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
+        self, task: SubscriberTask, event: Event | None, exc: BaseException | None, einfo: Any
     ) -> None:
         store = self._store()
         if store is None:
@@ -126,7 +126,12 @@ class DeadLetterMiddleware(Middleware):
         pipe = store.client.pipeline(transaction=True)
         pipe.rpush(key, json.dumps(attempt.to_dict()))
         pipe.expire(key, self._history_ttl)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            # The retry is already sent: failing here would dead-letter a delivery that is
+            # still being retried. The record will miss this attempt's story, nothing else.
+            log.exception("could not keep the history of attempt %d of %s", attempt.number, key)
 
     def on_failure(
         self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
@@ -186,12 +191,14 @@ class DeadLetterMiddleware(Middleware):
         )
 
     @staticmethod
-    def _attempt(task: SubscriberTask, exc: BaseException, einfo: Any) -> Attempt:
+    def _attempt(task: SubscriberTask, exc: BaseException | None, einfo: Any) -> Attempt:
         request = task.request
         number = int(request.retries or 0) + 1
         stashed = getattr(request, _FAILURE, None)
         if isinstance(stashed, Attempt) and stashed.number == number:
             return stashed
+        if exc is None:  # Celery passes Retry.exc, None for a bare self.retry()
+            exc = getattr(einfo, "exception", None) or RuntimeError("retry without exception")
         if exc.__traceback__ is not None:
             text = "".join(traceback.format_exception(exc))
         else:

@@ -122,3 +122,9 @@ def overtime(self, event):
 def unlucky(self, event):
     record(self, event)
     raise RuntimeError("fails while the dead-letter store refuses writes")
+
+
+@bus.subscriber("refuse.*", name="manual", bind=True, max_retries=1)
+def manual(self, event):
+    record(self, event)
+    raise self.retry(exc=ValueError(f"manual run {self.request.retries + 1}"), countdown=0.05)

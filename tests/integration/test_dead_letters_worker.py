@@ -125,8 +125,8 @@ def test_rejected_and_invalid_deliveries_skip_their_retries(
     )
 
     records = wait_for(
-        lambda: len(bus.dead_letters.list().records) == 3 and bus.dead_letters.list().records,
-        message="three dead-letter records",
+        lambda: len(bus.dead_letters.list().records) == 4 and bus.dead_letters.list().records,
+        message="four dead-letter records",
     )
     by_subscriber = {r.subscriber: r for r in records}
     assert by_subscriber["rejecting"].reason == "rejected"
@@ -136,11 +136,18 @@ def test_rejected_and_invalid_deliveries_skip_their_retries(
     invalid = by_subscriber["strict"]
     assert (invalid.reason, invalid.id, invalid.event_type) == ("invalid", "bogus-1", "strict.x")
     assert invalid.event == {"specversion": "1.0", "type": "strict.x"}
-    assert all(len(r.attempts) == 1 for r in records)
+    # self.retry(exc=...) past max_retries=1: exhausted, with the handler's own exceptions.
+    manual = by_subscriber.pop("manual")
+    assert manual.reason == "exhausted"
+    assert [(a.exception_type, a.message) for a in manual.attempts] == [
+        ("ValueError", "manual run 1"),
+        ("ValueError", "manual run 2"),
+    ]
+    assert all(len(r.attempts) == 1 for r in by_subscriber.values())
     assert len(runs(redis_client, exchange, "rejecting")) == 1
     assert len(runs(redis_client, exchange, "picky")) == 1
     assert runs(redis_client, exchange, "strict") == []
-    assert bus.dead_letters.count() == 3
+    assert bus.dead_letters.count() == 4
 
 
 def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
