@@ -177,7 +177,7 @@ def show(obj: CliContext, record_id: str) -> None:
     """Show one record: the event, and every attempt with its traceback."""
     record = store_of(obj).get(record_id)
     lines = [
-        f"id:          {record.id}",
+        f"id:          {record.id} (the failed delivery's task id)",
         f"subscriber:  {record.subscriber}",
         f"reason:      {record.reason}",
         f"event:       {record.event_type or '-'} {record.event_id or '-'}"

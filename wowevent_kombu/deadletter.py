@@ -129,10 +129,11 @@ class DeadLetter:
         return f"{last.exception_type}: {last.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as JSON-ready data, with first and last failure times."""
+        """The record as JSON-ready data, with its task id and first and last failure times."""
         # Not dataclasses.asdict: it deep-copies the event, which dominates bulk writes.
         data = {f: getattr(self, f) for f in _RECORD_FIELDS}
         data["attempts"] = [a.to_dict() for a in self.attempts]
+        data["task_id"] = self.id
         data["first_failure"] = self.first_failure
         data["last_failure"] = self.last_failure
         return data
