@@ -10,9 +10,10 @@ Where Celery calls us, and why that is before the acknowledgement:
   a ``WorkerLostError`` in ``Request.on_failure``, acks the message, and only then sends the
   ``task_failure`` signal. :class:`SubscriberRequest` therefore runs the failure hooks itself
   before handing over to Celery's ``on_failure``.
-* A hard time limit kills the child too; Celery then runs ``Task.on_failure`` from the main
-  process's ``Request.on_timeout``, before it acks, but without the request on the task's
-  stack, which :class:`SubscriberRequest` pushes.
+* A hard time limit kills the child too. billiard reports it to ``Request.on_failure`` (which
+  acks) before ``Request.on_timeout`` (which runs ``Task.on_failure``, without the request on
+  the task's stack). :class:`SubscriberRequest` runs the hooks in ``on_failure``, before the
+  ack, and marks the request so ``on_timeout`` does not run them again.
 * If the record cannot be written the middleware raises :class:`DeadLetterWriteError`;
   :class:`SubscriberRequest` then requeues the message (at the tail of the subscriber's queue)
   instead of acking it; if Redis refuses that too, the message stays unacked and Redis restores
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import WorkerLostError
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.exceptions import Retry
 from celery.worker.request import Request
 
@@ -51,6 +52,8 @@ HISTORY_TTL = 7 * 24 * 3600
 
 _STARTED = "wowevent_started_at"
 _FAILURE = "wowevent_failure"
+FAILURE_HANDLED = "wowevent_failure_handled"
+"""Request attribute set once the failure hooks ran in the main process (so not again)."""
 
 
 def qualified_name(exc: BaseException) -> str:
@@ -223,26 +226,21 @@ class SubscriberRequest(Request):  # type: ignore[misc]
 
     Runs in the worker's main process. Two cases differ from Celery's own ``on_failure``:
 
-    * the pool child died (``WorkerLostError``) and Celery will not retry it: the subscriber's
-      ``on_failure`` hooks run here, since the dead child never ran them;
+    * the pool child died (``WorkerLostError``) and Celery will not retry it, or a hard time
+      limit killed it: the subscriber's ``on_failure`` hooks run here, before the ack, since
+      the dead child never ran them;
     * the dead-letter record could not be written (:class:`DeadLetterWriteError`): the message
       is requeued, not acked.
     """
 
-    _wowevent_unrecorded = False
-
     def on_timeout(self, soft: bool, timeout: float) -> Any:
         if soft:
             return super().on_timeout(soft, timeout)
-        # Celery runs Task.on_failure here for a hard time limit, but without the request on
-        # the task's stack: push it, so the hooks see this delivery's id and event.
+        # Celery calls Task.on_failure here without the request on the task's stack; our
+        # on_failure already ran the hooks, and the flag on the pushed request skips them.
         self.task.request_stack.push(self._context)
         try:
             return super().on_timeout(soft, timeout)
-        except DeadLetterWriteError as exc:
-            self._wowevent_unrecorded = True  # Celery calls on_failure next: requeue there
-            log.error("task %s[%s]: %s", self.task_name, self.id, exc)
-            return None
         finally:
             self.task.request_stack.pop()
 
@@ -252,24 +250,27 @@ class SubscriberRequest(Request):  # type: ignore[misc]
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
-        if isinstance(exc, DeadLetterWriteError) or self._wowevent_unrecorded:
+        if isinstance(exc, DeadLetterWriteError):
             return self._requeue(exc)
         lost = isinstance(exc, WorkerLostError) or (
             isinstance(exc, SystemExit | KeyboardInterrupt)
             and not (self._already_cancelled or self._already_revoked)
         )
-        if lost and self._final_loss():
+        # A hard time limit reaches on_failure (which acks) before on_timeout: record it here.
+        if (lost and self._final_loss()) or isinstance(exc, TimeLimitExceeded):
             if isinstance(exc, SystemExit | KeyboardInterrupt):
                 exc_info = self._worker_lost_info(exc)
                 exc = exc_info.exception
                 if isinstance(exc, ExceptionWithTraceback):
                     exc = exc.exc
-            self.task.request_stack.push(self._context)
+            context = self._context
+            self.task.request_stack.push(context)
             try:
                 self.task.on_failure(exc, self.id, self.args, self.kwargs, exc_info)
             except Exception as error:
                 return self._requeue(error)
             finally:
+                setattr(context, FAILURE_HANDLED, True)
                 self.task.request_stack.pop()
         return super().on_failure(exc_info, send_failed_event, return_ok)
 

@@ -12,7 +12,7 @@ from kombu import Exchange, Queue, binding
 from . import names
 from .errors import InvalidEventError, InvalidSubscriberError, Reject
 from .event import Event
-from .failures import SubscriberRequest
+from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
 from .middleware import Middleware, SkipDelivery, run_hooks
 from .wire import EVENT_KWARG, REPLAY_HEADER
@@ -77,6 +77,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
     ) -> None:
         if not self.wowevent_middleware:
             return
+        if getattr(self.request, FAILURE_HANDLED, False):
+            return  # the worker's main process already ran the hooks (see SubscriberRequest)
         run_hooks(
             self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,

@@ -53,6 +53,16 @@ class KillBeforeAck(Middleware):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class AckProbe(Middleware):
+    """Runs after the dead-letter write: is the delivery still unacknowledged at that point?"""
+
+    def on_failure(self, task, event, exc, einfo):
+        held = any(task.request.id.encode() in raw for _, raw in store.hscan_iter("unacked"))
+        entry = {"subscriber": task.wowevent_subscriber, "unacked": held, "pid": os.getpid()}
+        store.rpush(f"{EXCHANGE}:probe", json.dumps(entry))
+
+
+bus.add_middleware(AckProbe())
 bus.add_middleware(KillBeforeAck())
 
 

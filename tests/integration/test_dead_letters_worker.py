@@ -37,6 +37,12 @@ def unacked(client: redis.Redis, task_id: str) -> bool:
     return any(task_id.encode() in raw for _, raw in client.hscan_iter("unacked"))
 
 
+def probes(client: redis.Redis, exchange: str, subscriber: str) -> list[dict[str, Any]]:
+    """What the test app's probe saw right after each dead-letter write of ``subscriber``."""
+    entries = [json.loads(raw) for raw in client.lrange(f"{exchange}:probe", 0, -1)]
+    return [e for e in entries if e["subscriber"] == subscriber]
+
+
 def only_record(bus: EventBus) -> DeadLetter:
     records = wait_for(lambda: bus.dead_letters.list().records, message="a dead-letter record")
     assert len(records) == 1, records
@@ -91,6 +97,8 @@ def test_exhausted_delivery_is_one_record_with_every_attempt_then_redriven_and_p
         assert attempt.started_at <= attempt.failed_at
     assert record.first_failure < record.last_failure
     assert len(runs(redis_client, exchange, "doomed")) == 3
+    wait_for(lambda: probes(redis_client, exchange, "doomed"), message="the probe")
+    assert [p["unacked"] for p in probes(redis_client, exchange, "doomed")] == [True]
     wait_for(lambda: runs(redis_client, exchange, "bystander"), message="bystander run")
 
     # Re-drive: the same subscriber only, a fresh task id and a fresh retry budget.
@@ -153,7 +161,7 @@ def test_rejected_and_invalid_deliveries_skip_their_retries(
 def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
     start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
 ) -> None:
-    start_worker(APP, pool="prefork", concurrency=1)
+    worker = start_worker(APP, pool="prefork", concurrency=1)
     event = bus.publish("crash.now", {})
     for attempt in (1, 2):  # the first run and its one retry
         entry = wait_for(
@@ -169,6 +177,10 @@ def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
     assert (record.reason, record.id) == ("worker_lost", names.task_id(event.id, "crasher"))
     assert [a.number for a in record.attempts] == [1, 2]
     assert all(a.exception_type.endswith("WorkerLostError") for a in record.attempts)
+    # Written by the worker's main process, before it acked the delivery.
+    [probe] = wait_for(lambda: probes(redis_client, exchange, "crasher"), message="the probe")
+    assert probe["unacked"] is True
+    assert probe["pid"] == worker.proc.pid
     # Acked after the record: nothing waits or stays unacknowledged.
     assert redis_client.llen(names.queue_name(exchange, "crasher")) == 0
     assert len(runs(redis_client, exchange, "crasher")) == 2
@@ -177,7 +189,7 @@ def test_pool_child_killed_past_max_retries_is_a_worker_lost_record(
 def test_hard_time_limit_is_recorded_once_under_the_delivery_task_id(
     start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis, exchange: str
 ) -> None:
-    start_worker(APP, pool="prefork", concurrency=1)
+    worker = start_worker(APP, pool="prefork", concurrency=1)
     event = bus.publish("slow.job", {})
     record = only_record(bus)
     task_id = names.task_id(event.id, "overtime")
@@ -185,6 +197,11 @@ def test_hard_time_limit_is_recorded_once_under_the_delivery_task_id(
     assert record.attempts[0].exception_type.endswith("TimeLimitExceeded")
     wait_for(lambda: not unacked(redis_client, task_id), message="the ack")
     assert bus.dead_letters.count() == 1
+    assert len(runs(redis_client, exchange, "overtime")) == 1
+    # Recorded once, by the main process, before the ack.
+    probe = wait_for(lambda: probes(redis_client, exchange, "overtime"), message="the probe")
+    assert [(p["unacked"], p["pid"]) for p in probe] == [(True, worker.proc.pid)]
+    assert "TimeLimitExceeded" in worker.text()
 
 
 def test_a_refused_dead_letter_write_requeues_the_delivery_until_it_can_be_written(
