@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -145,7 +145,11 @@ class DeadLetter:
     @classmethod
     def from_json(cls, raw: str | bytes) -> DeadLetter:
         """Read a stored record."""
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeadLetter:
+        """Read a record from its :meth:`to_dict` form."""
         return cls(
             id=data["id"],
             subscriber=data["subscriber"],
@@ -200,13 +204,26 @@ class DeadLetterFilter:
         if self.since is not None and self.until is not None and self.since > self.until:
             raise InvalidFilterError(f"since ({self.since}) is after until ({self.until})")
 
-    def matches(self, record: DeadLetter) -> bool:
-        """Whether ``record`` passes the non-time fields (time is applied on the index)."""
+    def matches(self, data: dict[str, Any]) -> bool:
+        """Whether a stored record (as a dict) passes the non-time fields.
+
+        Time is applied on the index, before records are read.
+        """
         return (
-            (self.subscriber is None or record.subscriber == self.subscriber)
-            and (self.type is None or record.event_type == self.type)
-            and (self.reason is None or record.reason == self.reason)
+            (self.subscriber is None or data.get("subscriber") == self.subscriber)
+            and (self.type is None or data.get("event_type") == self.type)
+            and (self.reason is None or data.get("reason") == self.reason)
         )
+
+
+class _Target(NamedTuple):
+    """What a re-drive needs of a record."""
+
+    id: str
+    subscriber: str
+    event_id: str | None
+    event_type: str | None
+    event: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +353,8 @@ class DeadLetterStore:
         )
         after = _decode_cursor(cursor) if cursor else None
         out: builtins.list[tuple[float, DeadLetter]] = []
-        for score, record in self._scan(flt, after):
+        for score, data in self._scan(flt, after):
+            record = DeadLetter.from_dict(data)
             out.append((score, record))
             if len(out) == limit:
                 return Page([r for _, r in out], _encode_cursor(score, record.id))
@@ -344,8 +362,8 @@ class DeadLetterStore:
 
     def iter(self, flt: DeadLetterFilter | None = None) -> Iterator[DeadLetter]:
         """Every record matching ``flt``, oldest first, read ``CHUNK`` at a time."""
-        for _, record in self._scan(flt or DeadLetterFilter()):
-            yield record
+        for _, data in self._scan(flt or DeadLetterFilter()):
+            yield DeadLetter.from_dict(data)
 
     def count(self, flt: DeadLetterFilter | None = None) -> int:
         """How many records match (constant time when the filter is on time alone)."""
@@ -361,10 +379,11 @@ class DeadLetterStore:
         by_subscriber: dict[str, int] = {}
         by_reason: dict[str, int] = dict.fromkeys(REASONS, 0)
         total = 0
-        for record in self.iter():
+        for _, data in self._scan(DeadLetterFilter()):
             total += 1
-            by_subscriber[record.subscriber] = by_subscriber.get(record.subscriber, 0) + 1
-            by_reason[record.reason] = by_reason.get(record.reason, 0) + 1
+            subscriber, reason = data["subscriber"], data["reason"]
+            by_subscriber[subscriber] = by_subscriber.get(subscriber, 0) + 1
+            by_reason[reason] = by_reason.get(reason, 0) + 1
         ends = [
             self._client.zrange(self._index, 0, 0, withscores=True),
             self._client.zrange(self._index, -1, -1, withscores=True),
@@ -380,8 +399,12 @@ class DeadLetterStore:
 
     def _scan(
         self, flt: DeadLetterFilter, after: tuple[float, str] | None = None
-    ) -> Iterator[tuple[float, DeadLetter]]:
-        """``(score, record)`` in index order, strictly after ``after``, matching ``flt``."""
+    ) -> Iterator[tuple[float, dict[str, Any]]]:
+        """``(score, stored record)`` in index order, strictly after ``after``, matching ``flt``.
+
+        Bulk operations work on the stored dicts: building :class:`DeadLetter` and its attempts
+        would cost more than the Redis round trips.
+        """
         hi: float | str = "+inf" if flt.until is None else flt.until
         lo: float | str = "-inf" if flt.since is None else flt.since
         if after is not None:
@@ -407,16 +430,16 @@ class DeadLetterStore:
 
     def _load(
         self, flt: DeadLetterFilter, entries: Sequence[tuple[float, str]]
-    ) -> Iterator[tuple[float, DeadLetter]]:
+    ) -> Iterator[tuple[float, dict[str, Any]]]:
         if not entries:
             return
         raws = self._client.hmget(self._records, [m for _, m in entries])
         for (score, _), raw in zip(entries, raws, strict=True):
             if raw is None:  # removed since the index was read
                 continue
-            record = DeadLetter.from_json(raw)
-            if flt.matches(record):
-                yield score, record
+            data = json.loads(raw)
+            if flt.matches(data):
+                yield score, data
 
     @staticmethod
     def _decode(members: Any) -> builtins.list[str]:
@@ -438,7 +461,8 @@ class DeadLetterStore:
             DeadLetterError: a record's subscriber is no longer bound.
         """
         records = [self.get(record_id) for record_id in dict.fromkeys(record_ids)]
-        return self._redrive_records(records, dry_run=dry_run)
+        targets = [_Target(r.id, r.subscriber, r.event_id, r.event_type, r.event) for r in records]
+        return self._redrive_records(targets, dry_run=dry_run)
 
     def retry_all(
         self,
@@ -451,12 +475,17 @@ class DeadLetterStore:
 
         ``progress`` is called with the number of records handled after each chunk.
         """
-        records = list(self.iter(flt))
-        return self._redrive_records(records, dry_run=dry_run, progress=progress)
+        targets = [
+            _Target(
+                d["id"], d["subscriber"], d.get("event_id"), d.get("event_type"), d.get("event")
+            )
+            for _, d in self._scan(flt or DeadLetterFilter())
+        ]
+        return self._redrive_records(targets, dry_run=dry_run, progress=progress)
 
     def _redrive_records(
         self,
-        records: Sequence[DeadLetter],
+        records: Sequence[_Target],
         *,
         dry_run: bool,
         progress: Callable[[int], None] | None = None,
@@ -479,7 +508,7 @@ class DeadLetterStore:
             for record in chunk:
                 queue = names.queue_name(self.exchange, record.subscriber)
                 number = queues.setdefault(queue, len(queues) + 1)
-                argv += [record.id, str(number), self.redrive_message(record)]
+                argv += [record.id, str(number), self._message(record)]
             done = self._redrive(keys=[self._records, self._index, *queues], args=argv)
             moved += self._decode(done)
             if progress is not None:
@@ -491,6 +520,11 @@ class DeadLetterStore:
 
         The task id is fresh (derived from the record id), and the retry count starts at 0.
         """
+        return self._message(
+            _Target(record.id, record.subscriber, record.event_id, record.event_type, record.event)
+        )
+
+    def _message(self, record: _Target) -> str:
         text = json.dumps(record.event, separators=(",", ":"), ensure_ascii=False)
         prepared = wire.prepare(text, event_type=record.event_type or "")
         return wire.task_message(
@@ -520,7 +554,7 @@ class DeadLetterStore:
         if record_ids:
             ids = [self.get(record_id).id for record_id in dict.fromkeys(record_ids)]
         else:
-            ids = [r.id for r in self.iter(flt)]
+            ids = [d["id"] for _, d in self._scan(flt or DeadLetterFilter())]
         if dry_run:
             return ids
         return self._delete(ids, progress=progress)
