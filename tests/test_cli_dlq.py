@@ -168,3 +168,9 @@ def test_celery_mounted_command_in_a_real_process(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [r["id"] for r in json.loads(done.stdout)["records"]] == ["rec-00001", "rec-00002"]
+
+
+def test_redis_down_is_exit_69() -> None:
+    result = CliRunner().invoke(cli, ["--broker", "redis://127.0.0.1:1/0", "dlq", "stats"])
+    assert result.exit_code == 69
+    assert "Redis is unavailable" in result.output
