@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_TTL = 7 * 24 * 3600
-"""Seconds a delivery's attempt history outlives its last retry (far beyond any backoff)."""
+HISTORY_TTL = 24 * 3600
+"""Seconds a delivery's attempt history outlives its last retry. Each retry's countdown must
+stay below the visibility timeout (checked at worker start), so a day is far beyond any gap."""
 
 _STARTED = "wowevent_started_at"
 _FAILURE = "wowevent_failure"
@@ -117,6 +118,17 @@ class DeadLetterMiddleware(Middleware):
         # Keep the handler's own traceback: what Celery passes to on_retry is the Retry's.
         original = _original(exc)
         setattr(task.request, _FAILURE, self._attempt(task, original, None))
+
+    def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
+        if not task.request.retries:
+            return  # no earlier failure, no history: no round trip on the common path
+        store = self._store()
+        if store is None:
+            return
+        try:
+            store.client.delete(names.retry_history_key(store.exchange, str(task.request.id)))
+        except redis.RedisError:
+            log.warning("could not drop the retry history of %s; it expires", task.request.id)
 
     def on_retry(
         self, task: SubscriberTask, event: Event | None, exc: BaseException | None, einfo: Any
