@@ -7,7 +7,8 @@ publisher, logged and delivered in one Redis transaction.
 from __future__ import annotations
 
 from .bus import EventBus
-from .deadletter import Attempt, DeadLetter, DeadLetterFilter, DeadLetterStore, Page
+from .deadletter import Attempt, DeadLetter, DeadLetterFilter
+from .deadletterstore import DeadLetterStore, Page
 from .errors import (
     ConfigurationError,
     DeadLetterError,

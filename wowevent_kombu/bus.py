@@ -13,7 +13,7 @@ from kombu import Exchange
 
 from . import names, wire
 from .connection import make_client
-from .deadletter import DeadLetterStore
+from .deadletterstore import DeadLetterStore
 from .errors import (
     ConfigurationError,
     EventTooLargeError,

@@ -1,6 +1,6 @@
 """``wowevent dlq``: list, show, re-drive, purge and count dead-lettered deliveries.
 
-Thin commands over :class:`~wowevent_kombu.deadletter.DeadLetterStore`. A bad filter is a usage
+Thin commands over :class:`~wowevent_kombu.deadletterstore.DeadLetterStore`. A bad filter is a usage
 error (exit 2); an unknown record id or a subscriber that is no longer bound is exit 1, and in
 every error case nothing is re-driven or removed.
 """
@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import click
 
 from .cli import EXIT_USAGE, CliContext, handle_errors, redis_errors_as_unavailable
-from .deadletter import REASONS, DeadLetter, DeadLetterFilter, DeadLetterStore
+from .deadletter import REASONS, DeadLetter, DeadLetterFilter
+from .deadletterstore import DeadLetterStore
 from .errors import InvalidFilterError
 
 F = TypeVar("F", bound=Callable[..., Any])

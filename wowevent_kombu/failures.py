@@ -36,7 +36,8 @@ from celery.exceptions import Retry
 from celery.worker.request import Request
 
 from . import names
-from .deadletter import Attempt, DeadLetter, DeadLetterStore
+from .deadletter import Attempt, DeadLetter
+from .deadletterstore import DeadLetterStore
 from .errors import DeadLetterWriteError, InvalidEventError, Reject
 from .middleware import Middleware
 from .wire import EVENT_KWARG, REPLAY_HEADER
