@@ -31,6 +31,7 @@ the handler ran, and a killed pool child counts as a retry instead of losing the
 # Options that the bus itself owns and a caller may not override.
 _RESERVED = frozenset({"name", "base", "queue", "exchange", "routing_key", "shared", "lazy"})
 _ANONYMOUS = Exchange("", type="direct")
+_DECODED = "wowevent_decoded_event"
 
 
 class SubscriberTask(Task):  # type: ignore[misc]
@@ -48,9 +49,17 @@ class SubscriberTask(Task):  # type: ignore[misc]
     wowevent_middleware: Sequence[Middleware] = ()
 
     def wowevent_event(self, kwargs: Mapping[str, Any] | None) -> Event | None:
-        """The delivery's event, or ``None`` when the message did not carry a valid one."""
+        """The delivery's event, or ``None`` when the message did not carry a valid one.
+
+        The handler's run decoded it already and left it on the request; it is decoded again
+        only where that run did not happen in this process (a lost pool child, a time limit).
+        """
+        cached = getattr(self.request, _DECODED, None)
+        if isinstance(cached, Event):
+            return cached
         try:
-            return Event.from_cloudevent((kwargs or {})[EVENT_KWARG])
+            replayed = bool(getattr(self.request, REPLAY_HEADER, False))
+            return Event.from_cloudevent((kwargs or {})[EVENT_KWARG], replayed=replayed)
         except (InvalidEventError, KeyError, TypeError):
             return None
 
@@ -180,6 +189,7 @@ def register(
         document = kwargs.get(EVENT_KWARG)
         replayed = bool(getattr(task.request, REPLAY_HEADER, False))
         event = Event.from_cloudevent(document, replayed=replayed)  # type: ignore[arg-type]
+        setattr(task.request, _DECODED, event)  # for the success/retry/failure hooks
         chain = task.wowevent_middleware
         try:
             run_hooks(chain, "before_handle", task, event)
