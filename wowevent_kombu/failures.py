@@ -164,7 +164,7 @@ class DeadLetterMiddleware(Middleware):
         except redis.RedisError as error:
             raise DeadLetterWriteError(
                 f"could not write the dead-letter record of task {request.id} "
-                f"(subscriber {task.wowevent_subscriber!r}): {error}; the delivery stays "
+                f"(subscriber {task.wowevent_subscriber!r}): {error}; the delivery is "
                 "requeued, not acknowledged"
             ) from error
         log.warning(
