@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-log soak clean
+.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -44,6 +44,9 @@ bench: venv
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
 	@$(PY) benchmarks/log.py
+
+bench-dlq: venv
+	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info

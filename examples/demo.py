@@ -1,9 +1,11 @@
-"""`make demo`: a real bus with a real Celery worker, publishing, routing and retries.
+"""`make demo`: a real bus with a real Celery worker: publishing, routing, retries, dead letters.
 
 Finds Redis (WOWEVENT_BROKER_URL, else 127.0.0.1:6379, else a private redis-server it starts),
 runs `celery -A examples.shop worker`, publishes a handful of events and shows what each
-subscriber did under its own task name and id. Without any redis-server it explains how to get
-one and shows the same bus in-process on the shipped test double.
+subscriber did under its own task name and id, then shows the delivery that exhausted its
+retries in the dead-letter store and re-drives it once the cause is fixed. Without any
+redis-server it explains how to get one and shows the same bus in-process on the shipped test
+double.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -88,6 +91,30 @@ def show_status(client: object, exchange: str, expected: int) -> None:
     say(status_table(snapshot))
 
 
+def dead_letter_demo(bus: Any, client: Any, notes_key: str, exchange: str) -> int:
+    """Show the ledger's exhausted delivery in the dead-letter store, then re-drive it."""
+    say("\nDead-letter store (wowevent dlq list):")
+    [record] = bus.dead_letters.list().records
+    say(f"  {record.id}  {record.subscriber}  {record.reason}  {record.event_type}  "
+        f"{len(record.attempts)} attempts")  # fmt: skip
+    for attempt in record.attempts:
+        say(f"    attempt {attempt.number}: {attempt.exception_type}: {attempt.message}")
+    say("Fixing the ledger, then re-driving the record to the ledger only (wowevent dlq retry):")
+    client.set(f"{exchange}:demo:ledger-fixed", "1")
+    bus.dead_letters.retry(record.id)
+    before = client.llen(notes_key)
+    deadline = time.monotonic() + 30
+    while client.llen(notes_key) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runs = [json.loads(raw) for raw in client.lrange(notes_key, before, -1)]
+    for entry in runs:
+        say(f"  {entry['type']:<20} {entry['subscriber']:<8} attempt {entry['attempt']}  "
+            f"task {entry['task_id']}  {entry['outcome']}")  # fmt: skip
+    left = bus.dead_letters.count()
+    say(f"Re-drove 1 dead letter as a fresh task; {left} left in the store.")
+    return 0 if runs and left == 0 else 1
+
+
 def main() -> int:
     url, private = find_redis()
     if url is None:
@@ -114,7 +141,7 @@ def main() -> int:
     notes_key = f"{exchange}:demo:notes"
     try:
         deadline = time.monotonic() + 30
-        while set(bus.bindings()) != {"billing", "audit", "mailer"}:
+        while set(bus.bindings()) != {"billing", "audit", "mailer", "ledger"}:
             if worker.poll() is not None or time.monotonic() > deadline:
                 say(log.read_text(errors="replace")[-3000:])
                 say("The worker did not start; its log is above.")
@@ -129,9 +156,12 @@ def main() -> int:
             event = bus.publish(event_type, data, source="demo", correlation_id="demo-1")
             published[event.id] = event_type
             say(f"  {event_type:<20} id {event.id}")
-        expected = 8  # billing 2, audit 4, mailer 2 (one failed attempt, one success)
+        # billing 2, audit 4, mailer 2 (one failed attempt, one success), ledger 2 (both fail)
+        expected = 10
         deadline = time.monotonic() + 30
-        while client.llen(notes_key) < expected and time.monotonic() < deadline:
+        while (
+            client.llen(notes_key) < expected or bus.dead_letters.count() < 1
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
         notes = [json.loads(raw) for raw in client.lrange(notes_key, 0, -1)]
         say("\nWhat the worker did (each subscriber its own Celery task and task id):")
@@ -144,12 +174,13 @@ def main() -> int:
         retried = sum(1 for n in notes if n["attempt"] > 1)
         say(f"\nSummary: {len(published)} events published, {len(notes)} handler runs, "
             f"{unroutable} unroutable (logged, no subscriber), "
-            f"{retried} retried on the mailer's own queue.")  # fmt: skip
+            f"{retried} retries, each on its subscriber's own queue.")  # fmt: skip
         if len(notes) < expected:
             say("Not every delivery finished in time; see " + str(log))
             return 1
+        code = dead_letter_demo(bus, client, notes_key, exchange)
         show_status(client, exchange, expected)
-        return 0
+        return code
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -1,4 +1,4 @@
-"""An example shop: three subscribers on one Celery app.
+"""An example shop: four subscribers on one Celery app.
 
 Run a worker with ``celery -A examples.shop worker -E`` (broker from ``WOWEVENT_BROKER_URL``,
 exchange from ``WOWEVENT_EXCHANGE``). Each handler notes what it did in Redis so the demo can
@@ -57,3 +57,13 @@ def mail(self, event: Event) -> None:
         note(self, event, "mail server down, retrying")
         raise ConnectionError("mail server unavailable")
     note(self, event, "receipt sent")
+
+
+@bus.subscriber("order.paid", name="ledger", bind=True, autoretry_for=(RuntimeError,),
+                max_retries=1, default_retry_delay=0.2)  # fmt: skip
+def post(self, event: Event) -> None:
+    """Post the payment to the ledger; fails until the ledger is "fixed" (a Redis flag)."""
+    if not _notes().exists(f"{bus.exchange}:demo:ledger-fixed"):
+        note(self, event, "ledger rejects the account code")
+        raise RuntimeError(f"ledger rejects account code of order {event.data.get('order_id')}")
+    note(self, event, "posted to the ledger")

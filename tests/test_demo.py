@@ -17,7 +17,10 @@ def test_demo_runs_a_real_worker(redis_url):
                          capture_output=True, text=True, timeout=90)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mail server down, retrying" in out.stdout
-    assert "5 events published, 8 handler runs, 1 unroutable" in out.stdout
+    assert "5 events published, 10 handler runs, 1 unroutable" in out.stdout
+    assert "ledger  exhausted  order.paid  2 attempts" in out.stdout
+    assert "posted to the ledger" in out.stdout
+    assert "Re-drove 1 dead letter as a fresh task; 0 left in the store." in out.stdout
     status = out.stdout.split("status\n", 1)[1]
     assert "SUBSCRIBER" in status
     assert "mailer" in status

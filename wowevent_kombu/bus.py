@@ -15,6 +15,7 @@ from . import names, wire
 from .checkpoint import TASK_FLAG as CHECKPOINT
 from .checkpoint import CheckpointMiddleware
 from .connection import make_client
+from .deadletterstore import DeadLetterStore
 from .errors import (
     ConfigurationError,
     EventTooLargeError,
@@ -24,6 +25,7 @@ from .errors import (
 )
 from .event import Event
 from .eventlog import EventLog
+from .failures import DeadLetterMiddleware
 from .idempotency import TASK_FLAG as IDEMPOTENT
 from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
 from .middleware import Middleware
@@ -63,6 +65,9 @@ class EventBus:
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
+        dead_lettering: Record failed deliveries in the dead-letter store (:attr:`dead_letters`).
+        dead_letter_retention: Optional ``{"max_age": seconds, "max_records": n}``, applied
+            after each dead-letter write; what it drops is logged as a warning.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class EventBus:
         publish_timeout: float | None = None,
         max_event_bytes: int | None = None,
         middleware: Sequence[Middleware] = (),
+        dead_lettering: bool = True,
+        dead_letter_retention: Mapping[str, float | int | None] | None = None,
     ) -> None:
         self.app = app
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
@@ -99,6 +106,15 @@ class EventBus:
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
         """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
+        self._dead_letter_middleware: DeadLetterMiddleware | None = None
+        if dead_lettering:
+            self._dead_letter_middleware = DeadLetterMiddleware(
+                self._worker_dead_letters, retention=dead_letter_retention
+            )
+            # Last in the chain, so on_failure (run in reverse) writes the record before any
+            # other middleware reacts to the failure.
+            self.middleware.append(self._dead_letter_middleware)
+        self._dead_letters: DeadLetterStore | None = None
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -270,8 +286,42 @@ class EventBus:
         )  # fmt: skip
 
     def add_middleware(self, item: Middleware) -> None:
-        """Add delivery hooks; every subscriber of this bus (also those already made) runs them."""
-        self.middleware.append(item)
+        """Add delivery hooks; every subscriber of this bus (also those already made) runs them.
+
+        The dead-letter middleware stays last in the chain: its ``on_failure`` runs first.
+        """
+        if self._dead_letter_middleware is not None:
+            self.middleware.insert(len(self.middleware) - 1, item)
+        else:
+            self.middleware.append(item)
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """The dead-letter store of this bus: list, show, re-drive and purge failed deliveries.
+
+        Raises:
+            ConfigurationError: the bus's transport is not Redis (e.g. the in-memory test bus).
+        """
+        if self._dead_letters is None:
+            client = getattr(self.transport, "client", None)
+            if client is None:
+                raise ConfigurationError(
+                    "the dead-letter store needs the Redis transport; this bus uses "
+                    f"{type(self.transport).__name__}"
+                )
+            self._dead_letters = DeadLetterStore(
+                client, self.exchange, known_subscribers=self._redrive_targets
+            )
+        return self._dead_letters
+
+    def _worker_dead_letters(self) -> DeadLetterStore | None:
+        """The store for the failure middleware; ``None`` (nothing recorded) without Redis."""
+        if getattr(self.transport, "client", None) is None:
+            return None
+        return self.dead_letters
+
+    def _redrive_targets(self) -> set[str]:
+        return set(self.bindings()) | set(self._subscribers)
 
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""

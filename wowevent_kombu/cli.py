@@ -268,10 +268,11 @@ celery_command = cli
 
 def _add_command_groups() -> None:
     """Attach the commands that live in their own modules (they build on this one)."""
+    from .cli_dlq import dlq
     from .cli_observe import serve, status
     from .logcli import log_group, replay_command
 
-    for command in (log_group, replay_command, status, serve):
+    for command in (log_group, replay_command, status, serve, dlq):
         cli.add_command(command)
 
 

@@ -14,6 +14,11 @@
     ├── LogQueryError                a log query or replay selection is malformed
     ├── UnknownReplayError           ``--resume`` names no recorded replay
     ├── ReplayInterrupted            a replay stopped early (Ctrl-C); resumable by its id
+    ├── Reject                       raised by a handler: dead-letter now, never retry
+    ├── DeadLetterError              a dead-letter operation cannot be done as asked
+    │   ├── UnknownDeadLetterError   no record has that id
+    │   └── InvalidFilterError       a filter value is malformed
+    ├── DeadLetterWriteError         a failed delivery could not be recorded (requeued)
     └── PublishError                 Redis did not accept the publish
         └── UnroutableEventError     ``mandatory=True`` and no subscriber matched
 
@@ -132,3 +137,37 @@ class ReplayInterrupted(WowEventError):
         super().__init__(message)
         self.replay_id = replay_id
         self.report = report
+
+
+class Reject(WowEventError):
+    """Raised by a handler to send the delivery to the dead-letter store at once.
+
+    The delivery is never retried (whatever ``autoretry_for`` says) and its record's reason is
+    ``rejected``. Not to be confused with ``celery.exceptions.Reject``, which asks the broker to
+    requeue or drop the message and leaves no record.
+    """
+
+
+class DeadLetterError(WowEventError):
+    """A dead-letter store operation cannot be done as asked; nothing was changed."""
+
+
+class UnknownDeadLetterError(DeadLetterError, LookupError):
+    """No dead-letter record has this id (never written, already re-driven or purged)."""
+
+    def __init__(self, message: str, *, record_id: str) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+
+
+class InvalidFilterError(DeadLetterError, ValueError):
+    """A dead-letter filter value (reason, time, limit, cursor) is malformed."""
+
+
+class DeadLetterWriteError(WowEventError):
+    """A failed delivery could not be written to the dead-letter store.
+
+    The worker then requeues the message instead of acknowledging it (or, if Redis refuses that
+    too, leaves it for Redis to restore after the visibility timeout): the event is not lost.
+    Takes only a message, so it survives the trip from a pool child to the worker's main process.
+    """

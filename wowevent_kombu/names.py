@@ -151,3 +151,23 @@ def window_key(exchange: str, subscriber: str, bucket: int) -> str:
     ``bucket`` is the bucket's start in whole seconds since the epoch divided by its width.
     """
     return f"{exchange}:window:{subscriber}:{bucket}"
+
+
+def dead_letter_records_key(exchange: str) -> str:
+    """HASH of dead-letter records: record id (the failed delivery's task id) -> JSON."""
+    return f"{exchange}:dlq:records"
+
+
+def dead_letter_index_key(exchange: str) -> str:
+    """ZSET of dead-letter record ids scored by their last failure time (epoch seconds)."""
+    return f"{exchange}:dlq:index"
+
+
+def retry_history_key(exchange: str, task_id: str) -> str:
+    """LIST of one delivery's failed attempts so far (JSON each), kept with a TTL."""
+    return f"{exchange}:dlq:attempts:{task_id}"
+
+
+def redrive_tag(record_id: str) -> str:
+    """``attempt_tag`` of :func:`task_id` for the re-drive of one dead-letter record."""
+    return f"dlq:{record_id}"

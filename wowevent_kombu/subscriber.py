@@ -10,8 +10,9 @@ from celery import Celery, Task
 from kombu import Exchange, Queue, binding
 
 from . import names
-from .errors import InvalidEventError, InvalidSubscriberError
+from .errors import InvalidEventError, InvalidSubscriberError, Reject
 from .event import Event
+from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
 from .middleware import Middleware, SkipDelivery, run_hooks
 from .wire import EVENT_KWARG, REPLAY_HEADER
@@ -30,6 +31,7 @@ the handler ran, and a killed pool child counts as a retry instead of losing the
 # Options that the bus itself owns and a caller may not override.
 _RESERVED = frozenset({"name", "base", "queue", "exchange", "routing_key", "shared", "lazy"})
 _ANONYMOUS = Exchange("", type="direct")
+_DECODED = "wowevent_decoded_event"
 
 
 class SubscriberTask(Task):  # type: ignore[misc]
@@ -41,14 +43,23 @@ class SubscriberTask(Task):  # type: ignore[misc]
     so retries, redeliveries and re-drives stay with the subscriber that needs them.
     """
 
+    Request = SubscriberRequest
     wowevent_queue: str = ""
     wowevent_subscriber: str = ""
     wowevent_middleware: Sequence[Middleware] = ()
 
     def wowevent_event(self, kwargs: Mapping[str, Any] | None) -> Event | None:
-        """The delivery's event, or ``None`` when the message did not carry a valid one."""
+        """The delivery's event, or ``None`` when the message did not carry a valid one.
+
+        The handler's run decoded it already and left it on the request; it is decoded again
+        only where that run did not happen in this process (a lost pool child, a time limit).
+        """
+        cached = getattr(self.request, _DECODED, None)
+        if isinstance(cached, Event):
+            return cached
         try:
-            return Event.from_cloudevent((kwargs or {})[EVENT_KWARG])
+            replayed = bool(getattr(self.request, REPLAY_HEADER, False))
+            return Event.from_cloudevent((kwargs or {})[EVENT_KWARG], replayed=replayed)
         except (InvalidEventError, KeyError, TypeError):
             return None
 
@@ -75,6 +86,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
     ) -> None:
         if not self.wowevent_middleware:
             return
+        if getattr(self.request, FAILURE_HANDLED, False):
+            return  # the worker's main process already ran the hooks (see SubscriberRequest)
         run_hooks(
             self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,
@@ -164,16 +177,19 @@ def register(
             f"subscriber {name!r}: handler is not callable", subscriber=name
         )
     task_options = {**SUBSCRIBER_DEFAULTS, **options}
-    # An event that is not a valid CloudEvent will never become one: do not retry it.
+    # An event that is not a valid CloudEvent will never become one, and a handler that raises
+    # Reject has said it must not be retried: both go straight to the dead-letter store.
     task_options["dont_autoretry_for"] = (
         *tuple(task_options.get("dont_autoretry_for") or ()),
         InvalidEventError,
+        Reject,
     )
 
     def run(task: SubscriberTask, **kwargs: Any) -> Any:
         document = kwargs.get(EVENT_KWARG)
         replayed = bool(getattr(task.request, REPLAY_HEADER, False))
         event = Event.from_cloudevent(document, replayed=replayed)  # type: ignore[arg-type]
+        setattr(task.request, _DECODED, event)  # for the success/retry/failure hooks
         chain = task.wowevent_middleware
         try:
             run_hooks(chain, "before_handle", task, event)
