@@ -14,6 +14,7 @@ from kombu import Exchange
 from . import names, wire
 from .connection import make_client
 from .errors import (
+    ConfigurationError,
     EventTooLargeError,
     InvalidEventError,
     InvalidSubscriberError,
@@ -21,10 +22,12 @@ from .errors import (
 )
 from .event import Event
 from .middleware import Middleware
+from .registry import SchemaRegistry
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
 from .topology import BindingSnapshot
 from .transport import Outgoing, RedisTransport, Transport
+from .validation import SchemaValidation
 from .worker import make_bootstep
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,13 @@ class EventBus:
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
+        schemas: A schema registry: published events are validated against it (an invalid
+            event raises ``EventValidationError`` and nothing is written) and carry the schema
+            version they were checked with; subscribers validate again before their handler
+            runs (see :class:`~wowevent_kombu.validation.SchemaValidation`).
+        require_schemas: Refuse events whose type has no registered schema (needs ``schemas``).
+        validate_on_consume: Add the consume-time check to the subscribers (default True when
+            ``schemas`` is given).
     """
 
     def __init__(
@@ -67,7 +77,12 @@ class EventBus:
         publish_timeout: float | None = None,
         max_event_bytes: int | None = None,
         middleware: Sequence[Middleware] = (),
+        schemas: SchemaRegistry | None = None,
+        require_schemas: bool = False,
+        validate_on_consume: bool = True,
     ) -> None:
+        if require_schemas and schemas is None:
+            raise ConfigurationError("require_schemas=True needs a registry: pass schemas=...")
         self.app = app
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
         # read on first use, so an app configured after the bus was created is honoured.
@@ -86,6 +101,11 @@ class EventBus:
         self._subscribers: dict[str, Subscriber] = {}
         self._defaults = dict(subscriber_defaults or {})
         self.middleware: list[Middleware] = list(middleware)
+        self.schemas = schemas
+        self.require_schemas = require_schemas
+        if schemas is not None and validate_on_consume:
+            # First, so no other middleware (and no handler) sees an invalid event.
+            self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -222,6 +242,7 @@ class EventBus:
 
         Raises:
             InvalidEventError: bad type, non-JSON data or oversized event; nothing written.
+            EventValidationError: the data breaks its schema (with ``schemas``); nothing written.
             UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
             PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
         """
@@ -237,19 +258,18 @@ class EventBus:
         if time is not None:
             attributes["time"] = time
         event = Event(type=type, data=data, **attributes)
-        self.publish_many([event], mandatory=mandatory)
-        return event
+        return self.publish_many([event], mandatory=mandatory)[0]
 
     def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
-        """Publish an already built :class:`Event`."""
-        self.publish_many([event], mandatory=mandatory)
-        return event
+        """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
+        return self.publish_many([event], mandatory=mandatory)[0]
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
 
         Each event goes only to the subscribers matching its own type; publish order is kept
-        per subscriber queue.
+        per subscriber queue. Every event is validated before anything is sent, so one invalid
+        event stops the whole batch. Returns the events as sent (with their schema versions).
         """
         batch = [self._prepare(event) for event in events]
         self.transport.send(batch, mandatory=mandatory)
@@ -258,6 +278,8 @@ class EventBus:
     def _prepare(self, event: Event) -> Outgoing:
         if not isinstance(event, Event):
             raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
+        if self.schemas is not None:
+            event = self.schemas.validate(event, require=self.require_schemas)
         text = event.to_json()
         size = wire.encoded_size(text)
         if size > self.settings.max_event_bytes:
