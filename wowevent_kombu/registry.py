@@ -67,6 +67,10 @@ def _decode(event_type: str, version: str, raw: bytes | str) -> SchemaRecord:
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def describe_violations(violations: list[Violation], limit: int = 20) -> str:
     """The violations as one line each (at most ``limit``, then a count of the rest)."""
     shown = [f"  {v}" for v in violations[:limit]]
@@ -161,7 +165,7 @@ class SchemaRegistry:
                 try:
                     # WATCH makes two concurrent registrations unable to both pass the check
                     # against the same "latest".
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     existing = self._records(pipe.hgetall(key), schema.type)
                     if not self._admissible(schema, existing, compatibility):
                         return False
@@ -254,14 +258,13 @@ class SchemaRegistry:
     def _records(self, raw: dict[Any, Any], event_type: str) -> list[SchemaRecord]:
         out = []
         for version, value in raw.items():
-            text = version.decode() if isinstance(version, bytes) else str(version)
-            out.append(_decode(event_type, text, value))
+            out.append(_decode(event_type, _text(version), value))
         out.sort(key=lambda r: r.schema.semver)
         return out
 
     def types(self) -> list[str]:
         """Every event type with a registered schema, sorted."""
-        return sorted(t.decode() for t in self._client.smembers(self._types_key))
+        return sorted(_text(t) for t in self._client.smembers(self._types_key))
 
     def history(self, event_type: str) -> list[SchemaRecord]:
         """Every version of ``event_type``, oldest first (empty when none)."""
@@ -296,7 +299,7 @@ class SchemaRegistry:
         except KeyError:
             pass
         key = names.schema_versions_key(self.namespace, event_type)
-        versions = [v.decode() for v in self._client.hkeys(key)]
+        versions = [_text(v) for v in self._client.hkeys(key)]
         latest = str(max(versions, key=SemVer.parse)) if versions else None
         with self._lock:
             self._latest[event_type] = latest
