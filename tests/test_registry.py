@@ -280,3 +280,21 @@ def test_types_without_schema_pass_unless_schemas_are_required(
         strict.publish("order.noted", {"anything": 1})
     assert redis_client.xlen(f"{exchange}:log") == 1
     strict.close()
+
+
+def test_validation_errors_pickle_with_their_violations(registry):
+    # Celery pickles a task's exception before failure hooks run; an error that did not
+    # round-trip would reach them as a bare InvalidEventError without violations.
+    import pickle
+
+    registry.register(EventSchema("order.created", "1.0.0", ORDER))
+    with pytest.raises(EventValidationError) as info:
+        registry.validate(Event(type="order.created", data={"amount": -1}))
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is EventValidationError
+    assert copy.violations == info.value.violations
+    assert (copy.event_type, copy.schema_version, str(copy)) == (
+        "order.created",
+        "1.0.0",
+        str(info.value),
+    )

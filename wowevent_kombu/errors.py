@@ -27,15 +27,29 @@ in its message what to do about it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .compatibility import Change
     from .schema import Violation
 
 
+def _restore(cls: type[WowEventError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class WowEventError(Exception):
-    """Root of every error raised by wowevent_kombu."""
+    """Root of every error raised by wowevent_kombu.
+
+    Errors pickle with their attributes (keyword-only constructors would otherwise make Celery
+    replace them by a picklable base class before failure hooks see them).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class InvalidEventError(WowEventError, ValueError):
