@@ -257,6 +257,12 @@ def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
     )
 
 
+# Command groups in their own modules build on the helpers above, hence the late import.
+from .schemacli import schemas  # noqa: E402
+
+cli.add_command(schemas)
+
+
 def main() -> None:
     """Entry point of the ``wowevent`` script."""
     cli(prog_name="wowevent")
