@@ -1,0 +1,118 @@
+"""Publish with schema validation vs without, in the same run, against real Redis.
+
+Three buses publish the same events to one bound subscriber queue: no registry, a registry
+validating with ``jsonschema`` alone, and a registry using the ``fastjsonschema`` pre-check
+(the default). Rounds are interleaved so machine noise hits all three alike; the median round
+is reported. Target: the validated publish costs at most 1.3x the unvalidated one.
+
+    scripts/with-redis.sh .venv/bin/python benchmarks/schemas.py [--events 500] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+
+import redis
+from celery import Celery
+
+from wowevent_kombu import EventBus, EventSchema, SchemaRegistry
+
+SCHEMA = {
+    "type": "object",
+    "required": ["order_id", "customer_email", "amount", "currency", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "order_id": {"type": "string", "format": "uuid"},
+        "customer_email": {"type": "string", "format": "email"},
+        "amount": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "enum": ["EUR", "USD", "GBP"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "items": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "coupon": {"type": ["string", "null"], "maxLength": 32},
+        "gift": {"type": "boolean"},
+        "note": {"type": "string", "maxLength": 500},
+        "channel": {"type": "string", "enum": ["web", "app", "store"]},
+    },
+}
+DATA = {
+    "order_id": "6f1b8a52-3c1e-4e4b-9a0e-7a1d2c3b4e5f",
+    "customer_email": "ada@example.com",
+    "amount": 12.5,
+    "currency": "EUR",
+    "created_at": "2026-11-27T09:00:00.123456Z",
+    "items": 3,
+    "coupon": None,
+    "gift": False,
+    "note": "leave at the door",
+    "channel": "web",
+}
+
+
+def per_publish_us(bus: EventBus, count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        bus.publish("order.created", DATA)
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def validate_us(registry: SchemaRegistry, count: int) -> float:
+    compiled = registry.compiled("order.created", "1.0.0")
+    start = time.perf_counter()
+    for _ in range(count):
+        compiled.is_valid(DATA)
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500, help="publishes per bus per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    url = os.environ.get("WOWEVENT_BROKER_URL", "redis://127.0.0.1:6379/0")
+    exchange = f"bench{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(url)
+    app = Celery("bench", broker=url, set_as_current=False)
+    fast = SchemaRegistry.from_url(url, namespace=exchange)
+    slow = SchemaRegistry.from_url(url, namespace=exchange, fast=False)
+    fast.register(EventSchema("order.created", "1.0.0", SCHEMA))
+    buses = {
+        "unvalidated": EventBus(app, exchange=exchange),
+        "jsonschema": EventBus(app, exchange=exchange, schemas=slow),
+        "fastjsonschema": EventBus(app, exchange=exchange, schemas=fast),
+    }
+    buses["unvalidated"].transport.bind(f"{exchange}.sink", ["order.*"])
+    try:
+        for bus in buses.values():
+            per_publish_us(bus, 50)  # warm: connections, caches, compiled validators
+        rounds: dict[str, list[float]] = {name: [] for name in buses}
+        for _ in range(args.rounds):
+            for name, bus in buses.items():
+                rounds[name].append(per_publish_us(bus, args.events))
+            client.delete(f"{exchange}.sink", f"{exchange}:log")
+        base = statistics.median(rounds["unvalidated"])
+        print(f"publish of one event to 1 subscriber, median of {args.rounds} rounds x "
+              f"{args.events} events (Redis {url})")  # fmt: skip
+        for name, values in rounds.items():
+            median = statistics.median(values)
+            print(f"  {name:<15} {median:8.1f} us/publish  {1e6 / median:8.0f} publishes/s  "
+                  f"ratio {median / base:5.2f}x")  # fmt: skip
+        print("validation alone (same schema, same data):")
+        print(f"  jsonschema      {validate_us(slow, 5000):8.1f} us")
+        print(f"  fastjsonschema  {validate_us(fast, 5000):8.1f} us  (fast path in use: "
+              f"{fast.compiled('order.created', '1.0.0').fast})")  # fmt: skip
+    finally:
+        for bus in buses.values():
+            bus.close()
+        fast.close()
+        slow.close()
+        doomed = [*client.scan_iter(match=f"{exchange}*", count=1000)]
+        client.delete(*doomed, f"_kombu.binding.{exchange}")
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
