@@ -246,6 +246,9 @@ class EventBus:
             UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
             PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
         """
+        if schema_version is None and self.schemas is not None:
+            # Resolved here so the event is built once with its version, not copied to add it.
+            schema_version = self.schemas.latest_version(type)
         attributes: dict[str, Any] = {
             "source": source or self.source,
             "subject": subject,
