@@ -11,6 +11,7 @@ cheaper but never more lenient than ``jsonschema``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
@@ -268,6 +269,8 @@ def _fast_compatible(node: Any, formats: Mapping[str, Any], *, root: bool = Fals
         return False
     if "items" in node and not isinstance(node["items"], Mapping | bool):
         return False  # the array form means prefixItems in 2020-12
+    if "multipleOf" in node and not isinstance(node["multipleOf"], int):
+        return False  # jsonschema's float arithmetic refuses 0.3 as a multiple of 0.1
     children: list[Any] = [node[k] for k in _SCHEMA_KEYWORDS if k in node]
     for key in _SCHEMA_MAP_KEYWORDS:
         if key in node:
@@ -275,6 +278,18 @@ def _fast_compatible(node: Any, formats: Mapping[str, Any], *, root: bool = Fals
     for key in _SCHEMA_LIST_KEYWORDS:
         children.extend(node.get(key, ()))
     return all(_fast_compatible(child, formats) for child in children)
+
+
+def _is_array(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, list | tuple)
+
+
+@functools.cache
+def _wire_types(cls: type[Validator]) -> type[Validator]:
+    """``cls`` seeing a tuple as an array: it goes on the wire as a JSON array."""
+    type_checker = cls.TYPE_CHECKER.redefine("array", _is_array)
+    extended: type[Validator] = validators.extend(cls, type_checker=type_checker)  # type: ignore[no-untyped-call]
+    return extended
 
 
 def _fast_document(cls: type[Validator], document: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -305,7 +320,7 @@ class CompiledSchema:
         self.schema = schema
         cls = validator_class(schema.schema)
         checker = cls.FORMAT_CHECKER
-        self._validator: Validator = cls(schema.schema, format_checker=checker)
+        self._validator: Validator = _wire_types(cls)(schema.schema, format_checker=checker)
         self._fast: Callable[[Any], Any] | None = None
         if fast:
             formats = _fast_formats(checker)
@@ -313,9 +328,9 @@ class CompiledSchema:
             if document is not None and _fast_compatible(document, formats, root=True):
                 try:
                     self._fast = fastjsonschema.compile(
-                        document, formats=formats, use_default=False, detailed_exceptions=False
+                        document, formats=formats, use_default=False
                     )
-                except fastjsonschema.JsonSchemaDefinitionException:
+                except Exception:  # its code generator has bugs; jsonschema alone then
                     self._fast = None
         self.fast = self._fast is not None
 
