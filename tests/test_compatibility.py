@@ -53,6 +53,11 @@ def add_prop(schema: dict[str, Any], name: str, sub: Any, required: bool = False
 
 OPEN = BASE
 CLOSED = closed(BASE)
+REF_ANY = {"anyOf": [{"$ref": "#/$defs/money"}, {"type": "null"}],
+           "$defs": {"money": {"type": "number"}}}  # fmt: skip
+PATTERNED = {**CLOSED, "patternProperties": {"^x_": {"type": "string"}}}
+UNEVALUATED = {**edit(BASE, "required", []), "unevaluatedProperties": False}
+DRAFT4 = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "minimum": 0}
 
 # (change, old, new, backward ok, forward ok, kind(s) of breaking change reported when refused)
 ROWS = [
@@ -122,6 +127,19 @@ ROWS = [
     ("$ref target narrowed", OPEN,
      {**edit(OPEN, "properties", "amount", {"$ref": "#/$defs/money"}),
       "$defs": {"money": {"type": "integer", "minimum": 0}}}, False, True, "type-narrowed"),
+    ("$ref target changed under an unanalysed keyword", REF_ANY,
+     {**REF_ANY, "$defs": {"money": {"type": "string"}}}, False, False, "unsupported-change"),
+    ("property added, matching patternProperties, other type", PATTERNED,
+     # forward holds: the new x_rate must be an integer and (by the pattern) a string, so
+     # valid new data never has it.
+     add_prop(PATTERNED, "x_rate", {"type": "integer"}), False, True, "property-constrained"),
+    ("property added, matching patternProperties, same type", PATTERNED,
+     add_prop(PATTERNED, "x_rate", {"type": "string", "maxLength": 3}), False, True,
+     "property-constrained"),
+    ("property dropped under unevaluatedProperties: false", UNEVALUATED,
+     edit(UNEVALUATED, "properties", "amount", drop=True), False, False, "unsupported-change"),
+    ("draft 4 boolean exclusiveMinimum added", DRAFT4, {**DRAFT4, "exclusiveMinimum": True},
+     False, False, "unsupported-change"),
 ]  # fmt: skip
 
 
