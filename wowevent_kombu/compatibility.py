@@ -11,8 +11,9 @@ reader may reject such an instance; each mode picks who reads whom:
 - ``*_transitive``: the same against every earlier version, not only the latest.
 
 The analysis (:mod:`wowevent_kombu.schemadiff`) is conservative: a keyword it does not analyse
-(``oneOf``, ``if``, ``prefixItems``, a changed ``patternProperties``, ...) must be unchanged, or the change is reported as one
-that cannot be checked. ``docs/schemas.md`` lists every rule with examples.
+(``oneOf``, ``if``, ``prefixItems``, a changed ``patternProperties``, ...) must be unchanged,
+or the change is reported as one that cannot be checked. ``docs/schemas.md`` lists every rule
+with examples.
 """
 
 from __future__ import annotations
