@@ -298,3 +298,18 @@ def test_validation_errors_pickle_with_their_violations(registry):
         "1.0.0",
         str(info.value),
     )
+
+
+def test_unreachable_registry_is_a_publish_error(redis_url, exchange, redis_client):
+    from wowevent_kombu import PublishError
+
+    down = SchemaRegistry.from_url("redis://127.0.0.1:1/0", namespace=exchange, timeout=0.5)
+    app = Celery("t", broker=redis_url, set_as_current=False)
+    bus = EventBus(app, exchange=exchange, schemas=down)
+    with pytest.raises(PublishError, match="reading the schema registry failed"):
+        bus.publish("order.created", GOOD)
+    with pytest.raises(PublishError, match="nothing was written"):
+        bus.publish("order.created", GOOD, schema_version="1.0.0")
+    assert redis_client.xlen(f"{exchange}:log") == 0
+    bus.close()
+    down.close()

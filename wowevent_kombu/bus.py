@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import redis
 from celery import Celery
 from kombu import Exchange
 
@@ -18,6 +19,7 @@ from .errors import (
     EventTooLargeError,
     InvalidEventError,
     InvalidSubscriberError,
+    PublishError,
     UnknownSubscriberError,
 )
 from .event import Event
@@ -248,7 +250,10 @@ class EventBus:
         """
         if schema_version is None and self.schemas is not None:
             # Resolved here so the event is built once with its version, not copied to add it.
-            schema_version = self.schemas.latest_version(type)
+            try:
+                schema_version = self.schemas.latest_version(type)
+            except redis.RedisError as exc:
+                raise _registry_error(exc, type, ()) from exc
         attributes: dict[str, Any] = {
             "source": source or self.source,
             "subject": subject,
@@ -282,7 +287,10 @@ class EventBus:
         if not isinstance(event, Event):
             raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
         if self.schemas is not None:
-            event = self.schemas.validate(event, require=self.require_schemas)
+            try:
+                event = self.schemas.validate(event, require=self.require_schemas)
+            except redis.RedisError as exc:
+                raise _registry_error(exc, event.type, (event.id,)) from exc
         text = event.to_json()
         size = wire.encoded_size(text)
         if size > self.settings.max_event_bytes:
@@ -334,6 +342,15 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
+
+
+def _registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]) -> PublishError:
+    return PublishError(
+        f"reading the schema registry failed ({type(exc).__name__}: {exc}); nothing was "
+        "written: publish again once Redis answers",
+        event_ids=ids,
+        event_type=event_type,
+    )
 
 
 def buses_of(app: Celery) -> list[EventBus]:
