@@ -313,3 +313,34 @@ def test_unreachable_registry_is_a_publish_error(redis_url, exchange, redis_clie
     assert redis_client.xlen(f"{exchange}:log") == 0
     bus.close()
     down.close()
+
+
+def test_test_bus_validates_deliveries_and_never_retries_invalid_ones(registry):
+    from wowevent_kombu import Middleware
+    from wowevent_kombu.testing import TestBus
+
+    retried = []
+
+    class Retries(Middleware):
+        def on_retry(self, task, event, exc, einfo):
+            retried.append(event.id)
+
+    registry.register(EventSchema("order.created", "1.0.0", ORDER))
+    bus = TestBus(Celery("t", set_as_current=False), schemas=registry, middleware=[Retries()])
+    calls = []
+
+    @bus.subscriber("order.*", name="fulfil", autoretry_for=(Exception,), max_retries=3)
+    def fulfil(event):
+        calls.append(event.schema_version)
+
+    bus.publish("order.created", GOOD)
+    # A foreign publisher's event naming a version that does not exist, sent unvalidated.
+    foreign = Event(type="order.created", data=GOOD, schema_version="3.0.0")
+    unvalidated = TestBus(Celery("p", set_as_current=False), exchange=bus.exchange)
+    bus.memory.send([unvalidated._prepare(foreign)], mandatory=False)
+    done = bus.drain()
+    assert [d.state for d in done] == ["SUCCESS", "FAILURE"]
+    assert isinstance(done[1].result, EventValidationError)
+    assert "names schema version '3.0.0', which is not registered" in str(done[1].result)
+    assert calls == ["1.0.0"]
+    assert retried == []
