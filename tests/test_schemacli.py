@@ -99,10 +99,8 @@ def test_bad_schema_file_is_a_data_error(run, tmp_path):
 
 
 def test_real_subprocess(redis_url, exchange, files):
-    done = subprocess.run(
-        [sys.executable, "-c", "from wowevent_kombu.cli import main; main()",
-         "--broker", redis_url, "--exchange", exchange, "schemas", "register", str(files)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "wowevent_kombu.cli", "--broker", redis_url,
+               "--exchange", exchange, "schemas", "register", str(files)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "registered order.created 1.0.0"
