@@ -34,11 +34,14 @@ SCHEMAS: list[dict[str, Any]] = [
     {"oneOf": [{"type": "number"}, {"type": "integer"}]},
 ]
 
+U = "6f1b8a52-3c1e-4e4b-9a0e-7a1d2c3b4e5f"
+UUIDS = [U, U.upper(), "{" + U + "}", U.replace("-", ""), U[:-4] + "-" + U[-4:], "urn:uuid:" + U,
+         U[:-1], U[:8] + "_" + U[9:]]  # fmt: skip
 scalars = st.none() | st.booleans() | st.integers(-5, 12) | st.floats(allow_nan=False)
 json_values = st.recursive(
     scalars
-    | st.sampled_from(["a", "AB", "6f1b8a52-3c1e-4e4b-9a0e-7a1d2c3b4e5f", "a@b.c", "x",
-                       "2026-11-27T09:00:00Z", "2026-13-27T09:00:00Z", "id", "one", "tag"]),
+    | st.sampled_from([*UUIDS, "a", "AB", "a@b.c", "x", "2026-11-27T09:00:00Z",
+                       "2026-13-27T09:00:00Z", "id", "one", "tag"]),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["id", "email", "at", "n", "x", "tag", "one", "list",
                                        "code", "a", "zz"]), children, max_size=6),

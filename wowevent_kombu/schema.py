@@ -252,6 +252,9 @@ _SCHEMA_KEYWORDS = (
     "additionalProperties", "propertyNames", "items", "contains", "not", "if", "then", "else",
 )  # fmt: skip
 _DRAFT7 = "http://json-schema.org/draft-07/schema#"
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def _fast_compatible(node: Any, formats: Mapping[str, Any], *, root: bool = False) -> bool:
@@ -313,7 +316,12 @@ def _fast_formats(checker: jsonschema.FormatChecker) -> dict[str, Callable[[Any]
 
         return conforms
 
-    return {name: check(func, raises) for name, (func, raises) in checker.checkers.items()}
+    formats = {name: check(func, raises) for name, (func, raises) in checker.checkers.items()}
+    if "uuid" in formats:
+        # Every string this accepts, jsonschema's uuid check accepts too (it parses with
+        # uuid.UUID, several times slower); anything else falls back to jsonschema's verdict.
+        formats["uuid"] = lambda value: _CANONICAL_UUID.fullmatch(value) is not None
+    return formats
 
 
 class CompiledSchema:
