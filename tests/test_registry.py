@@ -207,6 +207,13 @@ def test_other_process_sees_new_latest_version_after_refresh_interval(
     reader.close()
 
 
+def test_build_metadata_names_the_same_version(registry):
+    registry.register(EventSchema("order.created", "1.0.0+build.7", ORDER))
+    assert registry.get("order.created", "1.0.0").version == "1.0.0+build.7"
+    with pytest.raises(SchemaConflictError, match="already registered with a different document"):
+        registry.register(EventSchema("order.created", "1.0.0", V11))
+
+
 def test_unknown_schema_lookups_say_what_exists(registry):
     registry.register(EventSchema("order.created", "1.0.0", ORDER))
     with pytest.raises(UnknownSchemaError, match=r"known versions: 1\.0\.0"):

@@ -34,7 +34,7 @@ from .errors import (
     UnknownSchemaError,
 )
 from .event import Event, validate_event_type
-from .schema import CompiledSchema, EventSchema, SemVer, Violation
+from .schema import CompiledSchema, EventSchema, SemVer, describe_violations
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def describe_violations(violations: list[Violation], limit: int = 20) -> str:
-    """The violations as one line each (at most ``limit``, then a count of the rest)."""
-    shown = [f"  {v}" for v in violations[:limit]]
-    if len(violations) > limit:
-        shown.append(f"  ... and {len(violations) - limit} more")
-    return "\n".join(shown)
+def _semver_or_none(text: str) -> SemVer | None:
+    try:
+        return SemVer.parse(text)
+    except InvalidSchemaError:
+        return None
 
 
 class SchemaRegistry:
@@ -327,15 +326,23 @@ class SchemaRegistry:
         if found is not None:
             return found
         raw = self._client.hget(names.schema_versions_key(self.namespace, event_type), version)
-        if raw is None:
-            known = self.versions(event_type)
-            raise UnknownSchemaError(
-                f"schema {event_type} {version} is not registered (namespace "
-                f"{self.namespace!r}; known versions: {', '.join(known) or 'none'})",
-                event_type=event_type,
-                version=version,
-            )
-        compiled = CompiledSchema(_decode(event_type, version, raw).schema, fast=self.fast)
+        if raw is not None:
+            schema = _decode(event_type, version, raw).schema
+        else:
+            # The same version may be stored with other build metadata (1.0.0 vs 1.0.0+b7).
+            history = self.history(event_type)
+            wanted = _semver_or_none(version)
+            same = [r.schema for r in history if wanted is not None and r.schema.semver == wanted]
+            if not same:
+                known = ", ".join(r.schema.version for r in history) or "none"
+                raise UnknownSchemaError(
+                    f"schema {event_type} {version} is not registered (namespace "
+                    f"{self.namespace!r}; known versions: {known})",
+                    event_type=event_type,
+                    version=version,
+                )
+            schema = same[0]
+        compiled = CompiledSchema(schema, fast=self.fast)
         self._compiled[cache_key] = compiled
         return compiled
 

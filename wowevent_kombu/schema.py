@@ -229,6 +229,14 @@ class Violation:
         return dataclasses.asdict(self)
 
 
+def describe_violations(violations: list[Violation], limit: int = 20) -> str:
+    """The violations as one line each (at most ``limit``, then a count of the rest)."""
+    shown = [f"  {v}" for v in violations[:limit]]
+    if len(violations) > limit:
+        shown.append(f"  ... and {len(violations) - limit} more")
+    return "\n".join(shown)
+
+
 # Keywords whose meaning is the same in Draft 7 (what fastjsonschema implements) and in 2019-09 /
 # 2020-12, given that formats are checked by jsonschema's own functions in both.
 _FAST_KEYWORDS = frozenset(

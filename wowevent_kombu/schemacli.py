@@ -19,8 +19,8 @@ from .compatibility import DEFAULT_MODE, MODES
 from .errors import EventValidationError, InvalidSchemaError, SchemaError
 from .event import Event, decode_json
 from .names import DEFAULT_EXCHANGE
-from .registry import SchemaRegistry, describe_violations
-from .schema import EventSchema
+from .registry import SchemaRegistry
+from .schema import EventSchema, describe_violations
 from .settings import DEFAULT_BROKER_URL
 
 if TYPE_CHECKING:

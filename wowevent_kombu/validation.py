@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .errors import EventValidationError
 from .middleware import Middleware
-from .registry import describe_violations
+from .schema import describe_violations
 
 if TYPE_CHECKING:
     from .event import Event
