@@ -351,3 +351,26 @@ def test_test_bus_validates_deliveries_and_never_retries_invalid_ones(registry):
     assert "names schema version '3.0.0', which is not registered" in str(done[1].result)
     assert calls == ["1.0.0"]
     assert retried == []
+
+
+def test_concurrent_registration_is_checked_against_the_winner(redis_url, exchange, registry):
+    # Another process registers 1.5.0 after this one read the versions but before it wrote:
+    # WATCH makes the write fail, and the retry checks compatibility against 1.5.0 too.
+    other = SchemaRegistry.from_url(redis_url, namespace=exchange)
+    registry.register(EventSchema("order.created", "1.0.0", ORDER))
+    narrowed = {**ORDER, "properties": {**ORDER["properties"], "amount": {"type": "integer"}}}
+    original = registry._admissible
+    calls = []
+
+    def racing(schema, existing, compatibility):
+        if not calls:
+            other.register(EventSchema("order.created", "1.5.0", narrowed), compatibility="none")
+        calls.append([r.schema.version for r in existing])
+        return original(schema, existing, compatibility)
+
+    registry._admissible = racing
+    with pytest.raises(IncompatibleSchemaError, match=r"against 1\.5\.0 \(forward\)"):
+        registry.register(EventSchema("order.created", "2.0.0", ORDER), compatibility="full")
+    assert calls == [["1.0.0"], ["1.0.0", "1.5.0"]]
+    assert registry.versions("order.created") == ["1.0.0", "1.5.0"]
+    other.close()
