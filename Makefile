@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-schemas soak clean
+.PHONY: venv demo test lint typecheck format bench bench-log bench-schemas soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -23,6 +23,7 @@ demo: venv
 	@$(PY) examples/demo.py
 
 test: venv
+	@scripts/ensure-prometheus.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
@@ -38,6 +39,11 @@ typecheck: venv
 
 bench: venv
 	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
+
+# Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
+bench-log: venv
+	@$(PY) benchmarks/log.py
 
 bench-schemas: venv
 	@scripts/with-redis.sh $(PY) benchmarks/schemas.py

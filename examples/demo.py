@@ -70,6 +70,24 @@ def in_process_demo() -> int:
     return 0
 
 
+def show_status(client: object, exchange: str, expected: int) -> None:
+    """End with what an operator sees: the `wowevent status` table."""
+    from wowevent_kombu import HealthRules
+    from wowevent_kombu.cli_observe import status_table
+    from wowevent_kombu.status import ClusterReader
+
+    reader = ClusterReader(client, exchange, HealthRules.load())  # type: ignore[arg-type]
+    deadline = time.monotonic() + 5  # workers add their counts to Redis about once a second
+    snapshot = reader.snapshot()
+    while sum(s.window.attempts for s in snapshot.subscribers) < expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        snapshot = reader.snapshot()
+    say(f"\n$ wowevent --exchange {exchange} status")
+    say(status_table(snapshot))
+
+
 def main() -> int:
     url, private = find_redis()
     if url is None:
@@ -130,6 +148,7 @@ def main() -> int:
         if len(notes) < expected:
             say("Not every delivery finished in time; see " + str(log))
             return 1
+        show_status(client, exchange, expected)
         return 0
     finally:
         worker.send_signal(signal.SIGTERM)

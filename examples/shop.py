@@ -12,7 +12,7 @@ from functools import cache
 import redis
 from celery import Celery
 
-from wowevent_kombu import Event, EventBus
+from wowevent_kombu import Event, EventBus, instrument
 
 BROKER = os.environ.get("WOWEVENT_BROKER_URL", "redis://localhost:6379/0")
 
@@ -20,6 +20,7 @@ app = Celery("shop", broker=BROKER, set_as_current=False)
 app.conf.broker_transport_options = {"visibility_timeout": 3600}
 app.conf.worker_prefetch_multiplier = 1
 bus = EventBus(app)
+instrument(bus)  # metrics, worker heartbeat and the window behind `wowevent status`
 
 
 @cache

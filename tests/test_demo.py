@@ -18,6 +18,9 @@ def test_demo_runs_a_real_worker(redis_url):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mail server down, retrying" in out.stdout
     assert "5 events published, 8 handler runs, 1 unroutable" in out.stdout
+    status = out.stdout.split("status\n", 1)[1]
+    assert "SUBSCRIBER" in status
+    assert "mailer" in status
     assert "Traceback" not in out.stdout + out.stderr
 
 

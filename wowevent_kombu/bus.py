@@ -6,13 +6,15 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from celery import Celery
 from kombu import Exchange
 
 from . import names, wire
+from .checkpoint import TASK_FLAG as CHECKPOINT
+from .checkpoint import CheckpointMiddleware
 from .connection import make_client
 from .errors import (
     ConfigurationError,
@@ -23,6 +25,9 @@ from .errors import (
     UnknownSubscriberError,
 )
 from .event import Event
+from .eventlog import EventLog
+from .idempotency import TASK_FLAG as IDEMPOTENT
+from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
 from .middleware import Middleware
 from .registry import SchemaRegistry
 from .settings import ENV_PREFIX, Settings
@@ -31,6 +36,10 @@ from .topology import BindingSnapshot
 from .transport import Outgoing, RedisTransport, Transport
 from .validation import SchemaValidation
 from .worker import make_bootstep
+
+if TYPE_CHECKING:
+    from .metrics import BusMetrics
+    from .replay import ReplayReport
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +117,9 @@ class EventBus:
         if schemas is not None and validate_on_consume:
             # First, so no other middleware (and no handler) sees an invalid event.
             self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
+        self._log: EventLog | None = None
+        self.metrics: BusMetrics | None = None
+        """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
@@ -154,10 +166,15 @@ class EventBus:
             task_options: Any Celery task option, with Celery's meaning (``autoretry_for``,
                 ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
                 Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
+                Two options are the bus's own: ``idempotent=True`` skips event ids this
+                subscriber already handled successfully (see :mod:`wowevent_kombu.idempotency`)
+                and ``checkpoint=True`` records the log position of the newest event it handled
+                (see :mod:`wowevent_kombu.checkpoint`). Both are off by default.
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).
         """
+        task_options = self._log_options(task_options)
         if name in self._subscribers:
             raise InvalidSubscriberError(
                 f"subscriber {name!r} is already registered on this bus", subscriber=name
@@ -179,6 +196,99 @@ class EventBus:
             return sub.task
 
         return decorate
+
+    def _log_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Turn ``idempotent``/``checkpoint`` into task flags and install their middleware."""
+        options = dict(options)
+        if options.pop("idempotent", False):
+            options[IDEMPOTENT] = True
+            if not any(isinstance(m, IdempotencyMiddleware) for m in self.middleware):
+                # First, so an already handled event runs no other hook either.
+                self.middleware.insert(0, IdempotencyMiddleware(self._processed_ids))
+        if options.pop("checkpoint", False):
+            options[CHECKPOINT] = True
+            if not any(isinstance(m, CheckpointMiddleware) for m in self.middleware):
+                self.middleware.append(CheckpointMiddleware(self._log_if_any))
+        return options
+
+    def _processed_ids(self) -> ProcessedIds | MemoryProcessedIds:
+        eventlog = self._log_if_any()
+        if eventlog is None:
+            return MemoryProcessedIds()
+        return ProcessedIds(eventlog.client, self.exchange, self.settings.log_max_age)
+
+    def _log_if_any(self) -> EventLog | None:
+        return self.log if getattr(self.transport, "client", None) is not None else None
+
+    @property
+    def log(self) -> EventLog:
+        """The persisted event log: queries, lookups, stats and checkpoints (needs Redis)."""
+        if self._log is None:
+            client = getattr(self.transport, "client", None)
+            if client is None:
+                raise ConfigurationError(
+                    "the event log lives in Redis; this bus's transport has none "
+                    "(the in-memory TestBus keeps published events in bus.published)"
+                )
+            self._log = EventLog(client, self.settings)
+        return self._log
+
+    def replay(
+        self,
+        subscribers: Sequence[str] | None = None,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        types: str | Sequence[str] | None = None,
+        correlation_id: str | None = None,
+        source: str | None = None,
+        speed: str | float = "instant",
+        dry_run: bool = False,
+        force: bool = False,
+        from_checkpoint: bool = False,
+        resume: str | None = None,
+        progress: Callable[[ReplayReport, float], None] | None = None,
+    ) -> ReplayReport:
+        """Re-publish logged events as Celery tasks to the named subscribers only.
+
+        Each selected event goes to those of ``subscribers`` whose current patterns match its
+        type (to all of them with ``force``), keeping its id, marked as a replay
+        (``event.replayed``, header ``wowevent_replay``) and with a task id of its own. The
+        end of the selection is fixed when the replay starts.
+
+        Args:
+            subscribers: Subscriber names; ``None`` for every bound subscriber.
+            since: Earliest log time or position (see :meth:`EventLog.read`).
+            until: Latest log time or position.
+            types: Topic pattern(s) the event types must match.
+            correlation_id: Only this correlation (read from its index).
+            source: Only events of this source.
+            speed: ``"instant"``, a factor of the original pacing (``1.0``, ``10.0``), or a
+                fixed rate ``"500/s"``.
+            dry_run: Count what would be delivered; send nothing, record nothing.
+            force: Deliver to every named subscriber even where its patterns do not match.
+            from_checkpoint: Start after the one named subscriber's checkpoint (from the start
+                of the log when it has none).
+            resume: Continue the interrupted replay with this id (other selection arguments
+                are taken from its record).
+            progress: Called after each batch with the report so far and the share done.
+
+        Returns:
+            The report; an empty selection gives a report of 0 events, not an error.
+
+        Raises:
+            LogQueryError: bad times, cursor, speed or an empty subscriber list.
+            UnknownSubscriberError: a named subscriber is not bound in Redis.
+            UnknownReplayError: ``resume`` names no recorded replay.
+            ReplayInterrupted: Ctrl-C; its ``replay_id`` resumes the replay.
+        """
+        from .replay import Replayer
+
+        return Replayer(self, self.log).run(
+            subscribers=subscribers, since=since, until=until, types=types,
+            correlation_id=correlation_id, source=source, speed=speed, dry_run=dry_run,
+            force=force, from_checkpoint=from_checkpoint, resume=resume, progress=progress,
+        )  # fmt: skip
 
     def add_middleware(self, item: Middleware) -> None:
         """Add delivery hooks; every subscriber of this bus (also those already made) runs them."""
@@ -265,7 +375,12 @@ class EventBus:
             attributes["id"] = id
         if time is not None:
             attributes["time"] = time
-        event = Event(type=type, data=data, **attributes)
+        try:
+            event = Event(type=type, data=data, **attributes)
+        except InvalidEventError:
+            if self.metrics is not None:
+                self.metrics.record_validation_failure("publish")
+            raise
         return self.publish_many([event], mandatory=mandatory)[0]
 
     def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
@@ -279,9 +394,17 @@ class EventBus:
         per subscriber queue. Every event is validated before anything is sent, so one invalid
         event stops the whole batch. Returns the events as sent (with their schema versions).
         """
-        batch = [self._prepare(event) for event in events]
-        self.transport.send(batch, mandatory=mandatory)
-        return [item.event for item in batch]
+        try:
+            batch = [self._prepare(event) for event in events]
+        except InvalidEventError:
+            if self.metrics is not None:
+                self.metrics.record_validation_failure("publish")
+            raise
+        routes = self.transport.send(batch, mandatory=mandatory)
+        published = [item.event for item in batch]
+        if self.metrics is not None:
+            self.metrics.record_published(published, routes)
+        return published
 
     def _prepare(self, event: Event) -> Outgoing:
         if not isinstance(event, Event):

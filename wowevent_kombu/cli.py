@@ -257,12 +257,6 @@ def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
     )
 
 
-# Command groups in their own modules build on the helpers above, hence the late import.
-from .schemacli import schemas  # noqa: E402
-
-cli.add_command(schemas)
-
-
 def main() -> None:
     """Entry point of the ``wowevent`` script."""
     cli(prog_name="wowevent")
@@ -272,5 +266,20 @@ celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
 
 
+def _add_command_groups() -> None:
+    """Attach the commands that live in their own modules (they build on this one)."""
+    from .cli_observe import serve, status
+    from .logcli import log_group, replay_command
+    from .schemacli import schemas
+
+    for command in (log_group, replay_command, status, serve, schemas):
+        cli.add_command(command)
+
+
 if __name__ == "__main__":
-    main()
+    # Run the importable module's group: that is where every command group is registered.
+    from wowevent_kombu.cli import main as run_main
+
+    run_main()
+else:
+    _add_command_groups()

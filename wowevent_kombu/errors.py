@@ -12,6 +12,9 @@
     ├── InvalidSubscriberError       a subscriber name or option is unusable
     ├── UnknownSubscriberError       a name that no bus or binding knows
     ├── ConfigurationError           settings that would lose or duplicate events
+    ├── LogQueryError                a log query or replay selection is malformed
+    ├── UnknownReplayError           ``--resume`` names no recorded replay
+    ├── ReplayInterrupted            a replay stopped early (Ctrl-C); resumable by its id
     ├── SchemaError                  a schema cannot be registered or found
     │   ├── InvalidSchemaError       not JSON Schema, version not semver, type not an event type
     │   ├── SchemaConflictError      the version exists with another document, or is not the newest
@@ -202,3 +205,28 @@ class PublishError(WowEventError):
 
 class UnroutableEventError(PublishError):
     """``mandatory=True`` was asked and no subscriber's pattern matched the event type."""
+
+
+class LogQueryError(WowEventError, ValueError):
+    """A log query or replay selection cannot be run as given (e.g. ``since`` after ``until``)."""
+
+
+class UnknownReplayError(WowEventError, LookupError):
+    """A replay id that no replay record in Redis carries (finished long ago, or mistyped)."""
+
+    def __init__(self, message: str, *, replay_id: str) -> None:
+        super().__init__(message)
+        self.replay_id = replay_id
+
+
+class ReplayInterrupted(WowEventError):
+    """A replay stopped before its end; every batch sent so far is recorded.
+
+    Resume it with ``bus.replay(resume=exc.replay_id)`` (CLI: ``--resume REPLAY_ID``): it goes
+    on after the last event whose delivery was committed, so nothing is sent twice or skipped.
+    """
+
+    def __init__(self, message: str, *, replay_id: str, report: Any) -> None:
+        super().__init__(message)
+        self.replay_id = replay_id
+        self.report = report

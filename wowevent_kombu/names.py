@@ -123,3 +123,46 @@ def schema_versions_key(namespace: str, event_type: str) -> str:
 def schema_counter_key(namespace: str) -> str:
     """Counter bumped by every registration, so other processes notice new versions cheaply."""
     return f"{namespace}:schema:counter"
+
+
+def log_ids_prefix(exchange: str) -> str:
+    """Prefix of the log's event-id index: one HASH per time bucket, ``<prefix><bucket>``."""
+    return f"{exchange}:log:ids:"
+
+
+def log_ids_key(exchange: str, bucket: int) -> str:
+    """One bucket of the event-id index (event id -> log position)."""
+    return f"{log_ids_prefix(exchange)}{bucket}"
+
+
+def log_correlation_key(exchange: str, correlation_id: str, bucket: int) -> str:
+    """LIST of the log positions of one correlation id's events logged in one time bucket."""
+    return f"{exchange}:log:corr:{bucket}:{correlation_id}"
+
+
+def replay_key(exchange: str, replay_id: str) -> str:
+    """HASH recording one replay's selection and progress (what ``--resume`` reads)."""
+    return f"{exchange}:replay:{replay_id}"
+
+
+def checkpoints_key(exchange: str) -> str:
+    """HASH subscriber name -> log position of the newest event it handled successfully."""
+    return f"{exchange}:checkpoints"
+
+
+def processed_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """One time bucket of a subscriber's processed-id SET (``idempotent=True``)."""
+    return f"{exchange}:processed:{subscriber}:{bucket}"
+
+
+def workers_key(exchange: str) -> str:
+    """Hash of worker heartbeats: ``hostname:pid`` -> JSON (queues, expiry, metrics port)."""
+    return f"{exchange}:workers"
+
+
+def window_key(exchange: str, subscriber: str, bucket: int) -> str:
+    """Hash of one subscriber's delivery counts and latency buckets for one time bucket.
+
+    ``bucket`` is the bucket's start in whole seconds since the epoch divided by its width.
+    """
+    return f"{exchange}:window:{subscriber}:{bucket}"

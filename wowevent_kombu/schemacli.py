@@ -10,11 +10,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 import redis
 
+from .cli import EXIT_DATAERR, EXIT_ERROR, EXIT_UNAVAILABLE, CliContext, pass_ctx
 from .compatibility import DEFAULT_MODE, MODES
 from .errors import EventValidationError, InvalidSchemaError, SchemaError
 from .event import Event, decode_json
@@ -23,22 +24,13 @@ from .registry import SchemaRegistry
 from .schema import EventSchema, describe_violations
 from .settings import DEFAULT_BROKER_URL
 
-if TYPE_CHECKING:
-    # Imported for types only: cli.py imports this module to mount the group, and may itself
-    # run as __main__ (python -m wowevent_kombu.cli).
-    from .cli import CliContext
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-pass_ctx = click.pass_obj
 
 
 def schema_errors(func: F) -> F:
     """Registry errors as one line on stderr and a named exit code."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .cli import EXIT_DATAERR, EXIT_ERROR, EXIT_UNAVAILABLE
-
         try:
             return func(*args, **kwargs)
         except (InvalidSchemaError, EventValidationError) as exc:
@@ -218,8 +210,6 @@ def validate(
             click.echo(f"invalid: {exc}" if not exc.violations else
                        f"invalid against {event_type} {exc.schema_version}:\n"
                        + describe_violations(list(exc.violations), limit=1000))  # fmt: skip
-        from .cli import EXIT_DATAERR
-
         sys.exit(EXIT_DATAERR)
     obj.emit(
         {"valid": True, "type": event_type, "version": checked.schema_version, "violations": []},

@@ -42,6 +42,8 @@ class Settings:
         publish_timeout: Seconds a publish may wait for Redis before raising ``PublishError``.
         max_event_bytes: Largest encoded event accepted (default 256 KiB).
         log_maxlen: Approximate number of events the log keeps.
+        log_max_age: Seconds the log keeps an event (approximate; default 7 days). The log's
+            indexes and the processed-id sets of idempotent subscribers share this retention.
         visibility_timeout: Kombu's redelivery timeout for unacknowledged deliveries (seconds).
     """
 
@@ -50,6 +52,7 @@ class Settings:
     publish_timeout: float = 5.0
     max_event_bytes: int = 256 * 1024
     log_maxlen: int = 1_000_000
+    log_max_age: float = 7 * 86400.0
     visibility_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -63,7 +66,7 @@ class Settings:
                 f"broker URL scheme {scheme!r} is not supported by this bus "
                 f"({redact_url(self.broker_url)}); use redis://, rediss:// or redis+socket://"
             )
-        for name in ("publish_timeout", "visibility_timeout"):
+        for name in ("publish_timeout", "visibility_timeout", "log_max_age"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("max_event_bytes", "log_maxlen"):

@@ -53,6 +53,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
             return None
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        if not self.wowevent_middleware:
+            return
         run_hooks(
             self.wowevent_middleware, "on_success", self, self.wowevent_event(kwargs), retval,
             reverse=True,
@@ -61,6 +63,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
     def on_retry(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
+        if not self.wowevent_middleware:
+            return
         run_hooks(
             self.wowevent_middleware, "on_retry", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,
@@ -69,6 +73,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
+        if not self.wowevent_middleware:
+            return
         run_hooks(
             self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,

@@ -21,6 +21,7 @@ from . import names, wire
 from .atomic import Command, execute_atomic
 from .errors import PublishError, UnroutableEventError
 from .event import Event
+from .logindex import LogAppender, LogWriter
 from .settings import Settings, redact_url
 from .topology import BindingSnapshot, BindingTable
 
@@ -104,7 +105,7 @@ class RedisTransport:
         self._client = client
         self._settings = settings
         self._table = BindingTable(client, settings.exchange)
-        self._log_key = names.log_key(settings.exchange)
+        self.log_appender: LogAppender = LogWriter(settings)
         self._stats_key = names.stats_key(settings.exchange)
         self._sender = wire.origin()
         self._snapshot: BindingSnapshot | None = None
@@ -164,19 +165,16 @@ class RedisTransport:
         *,
         with_stamp: bool,
     ) -> tuple[int, int] | None:
-        """One MULTI/EXEC: stamp read, log appends, queue pushes, unroutable count."""
+        """One MULTI/EXEC: stamp read, log append and indexes, queue pushes, unroutable count."""
         commands: list[Command] = []
         if with_stamp:
             commands.append(("GET", self._table.version_key))
             commands.append(("SCARD", self._table.table_key))
+            # Log and index every event of the batch (the deliveries below share the EXEC).
+            commands += self.log_appender.commands(batch)
         pushes: dict[str, list[str]] = {}
         unroutable = 0
         for item, queues in zip(batch, routes, strict=True):
-            if with_stamp:
-                commands.append(
-                    ("XADD", self._log_key, "MAXLEN", "~", self._settings.log_maxlen, "*",
-                     "type", item.event.type, "event", item.json)
-                )  # fmt: skip
             if not queues:
                 unroutable += 1
             for queue, message in copies(self._settings.exchange, item, queues, self._sender):

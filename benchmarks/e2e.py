@@ -1,0 +1,291 @@
+"""End-to-end benchmarks against bare Celery, side by side, with real worker processes.
+
+Scenarios (each bus figure beside a bare-Celery baseline from the same run):
+
+1. latency: paced publishing at 500 and 1,000 events/s, solo and prefork-2 workers; p50, p95,
+   p99 and max of event time -> handler start.
+2. throughput: deliveries/s a worker sustains draining a pre-filled queue of no-op tasks.
+3. fan-out: 1, 10 and 100 matching subscribers per event: publish rate and deliveries/s.
+4. many subscribers: 1,000 bound subscribers, each event matching one: delivery p99 at
+   100 events/s when one worker consumes all 1,000 queues, against one queue.
+
+Writes a JSON and a Markdown table when --out is given. Median of --rounds runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def cloudevent() -> dict[str, Any]:
+    """The same event document the bus sends, for the bare-Celery baseline's arguments."""
+    from wowevent_kombu import Event
+
+    return Event(type="order.created", data=PAYLOAD).to_cloudevent()
+
+
+PAYLOAD = {"order_id": "ord-000123456", "customer": "cus-987654", "total": 75.0,
+           "currency": "EUR", "lines": [{"sku": "SKU-0001", "qty": 2, "price": 12.5}],
+           "note": "deliver after 6pm, ring twice"}  # fmt: skip
+
+
+class Run:
+    """One benchmark environment: an exchange, a worker process, a publisher."""
+
+    def __init__(self, url: str, subscribers: int, pattern: str = "t{i}.*",
+                 mode: str = "latency") -> None:  # fmt: skip
+        self.url = url
+        self.exchange = f"bench{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "WOWEVENT_BROKER_URL": url, "WOWEVENT_EXCHANGE": self.exchange,
+                    "BENCH_SUBSCRIBERS": str(subscribers), "BENCH_PATTERN": pattern,
+                    "BENCH_MODE": mode, "PYTHONPATH": str(ROOT)}  # fmt: skip
+        os.environ.update(WOWEVENT_BROKER_URL=url, WOWEVENT_EXCHANGE=self.exchange)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("BENCH_")})
+        sys.modules.pop("benchmarks.benchapp", None)
+        # A fresh import per run: the app module reads its configuration from the environment.
+        self.app = importlib.import_module("benchmarks.benchapp")
+        benchapp = self.app
+        self.bus = benchapp.bus
+        self.bus.declare()
+        self.store = redis.Redis.from_url(url)
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self, pool: str = "solo", concurrency: int = 1, probe: bool = True) -> None:
+        args = [sys.executable, "-m", "celery", "-A", "benchmarks.benchapp", "worker", "-P", pool,
+                "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
+                "--without-heartbeat"]  # fmt: skip
+        log = ROOT / ".run" / f"{self.exchange}-worker.log"
+        log.parent.mkdir(exist_ok=True)
+        self.worker = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log.open("ab"),
+                                       stderr=subprocess.STDOUT)  # fmt: skip
+        if not probe:
+            return
+        # Ready when a probe task round-trips.
+        self.store.delete(self.app.LAT)
+        self.app.bare.apply_async(kwargs={"sent": time.time()})
+        self.wait(lambda: self.store.llen(self.app.LAT) >= 1 or self.count() >= 1, 60)
+        self.store.delete(self.app.LAT, self.app.COUNT)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+            self.worker = None
+
+    def count(self) -> int:
+        return int(self.store.get(self.app.COUNT) or 0)
+
+    def wait(self, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError("benchmark condition not reached")
+            time.sleep(0.005)
+
+    def latencies(self, kind: str) -> list[float]:
+        return [float(raw.split()[1]) for raw in self.store.lrange(self.app.LAT, 0, -1)
+                if raw.decode().startswith(kind)]  # fmt: skip
+
+    def close(self) -> None:
+        self.stop_worker()
+        keys = list(self.store.scan_iter(match=f"{self.exchange}*", count=1000))
+        keys += [f"_kombu.binding.{self.exchange}", f"_kombu.binding_permanent.{self.exchange}"]
+        for start in range(0, len(keys), 500):
+            self.store.delete(*keys[start : start + 500])
+        self.bus.close()
+
+
+def paced(rate: float, n: int, send: Callable[[int], None]) -> None:
+    start = time.perf_counter()
+    for i in range(n):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        send(i)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1] * 1000}
+
+
+def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int) -> dict[str, Any]:
+    n = int(rate * seconds)
+    run = Run(url, subscribers, pattern="order.*")
+    try:
+        run.start_worker(pool, 2 if pool == "prefork" else 1)
+        paced(rate, n, lambda i: run.bus.publish("order.created", PAYLOAD))
+        run.wait(lambda: run.store.llen(run.app.LAT) >= n * subscribers, 60)
+        bus = percentiles(run.latencies("bus"))
+        run.store.delete(run.app.LAT)
+        doc = cloudevent()
+        paced(
+            rate, n, lambda i: run.app.bare.apply_async(kwargs={"sent": time.time(), "event": doc})
+        )
+        run.wait(lambda: run.store.llen(run.app.LAT) >= n, 60)
+        bare = percentiles(run.latencies("bare"))
+    finally:
+        run.close()
+    return {"bus": bus, "bare": bare}
+
+
+def throughput(url: str, n: int, pool: str) -> dict[str, float]:
+    run = Run(url, 1, pattern="order.*", mode="count")
+    try:
+        run.start_worker(pool, 2 if pool == "prefork" else 1)
+        run.stop_worker()
+        results = {}
+        for kind in ("bus", "bare"):
+            run.store.delete(run.app.COUNT)
+            if kind == "bus":
+                from wowevent_kombu import Event
+
+                for start in range(0, n, 500):
+                    run.bus.publish_many([Event(type="order.created", data=PAYLOAD)
+                                          for _ in range(min(500, n - start))])  # fmt: skip
+            else:
+                with run.app.app.producer_or_acquire() as producer:
+                    for _ in range(n):
+                        run.app.bare.apply_async(
+                            kwargs={"sent": 0.0, "event": cloudevent()}, producer=producer
+                        )
+            run.start_worker(pool, 2 if pool == "prefork" else 1, probe=False)
+            # Measured from the first handled delivery, so worker start-up is not counted.
+            run.wait(lambda: run.count() >= 1, 60)
+            first, done_at_first = time.perf_counter(), run.count()
+            run.wait(lambda: run.count() >= n, 300)
+            results[kind] = (n - done_at_first) / (time.perf_counter() - first)
+            run.stop_worker()
+    finally:
+        run.close()
+    return results
+
+
+def fanout(url: str, matching: int, n: int) -> dict[str, float]:
+    run = Run(url, matching, pattern="order.*", mode="count")
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            run.bus.publish("order.created", PAYLOAD)
+        publish_rate = n / (time.perf_counter() - start)
+        run.start_worker("prefork", 2, probe=False)
+        run.wait(lambda: run.count() >= 1, 60)
+        first, done_at_first = time.perf_counter(), run.count()
+        run.wait(lambda: run.count() >= n * matching, 600)
+        deliveries = (n * matching - done_at_first) / (time.perf_counter() - first)
+    finally:
+        run.close()
+    return {"publish_per_s": publish_rate, "deliveries_per_s": deliveries}
+
+
+def many(url: str, subscribers: int, rate: int, seconds: float) -> dict[str, Any]:
+    n = int(rate * seconds)
+    run = Run(url, subscribers)
+    try:
+        run.start_worker("solo")
+        paced(rate, n, lambda i: run.bus.publish(f"t{i % subscribers}.x", PAYLOAD))
+        run.wait(lambda: run.store.llen(run.app.LAT) >= n, 120)
+        result = percentiles(run.latencies("bus"))
+    finally:
+        run.close()
+    return result
+
+
+def ratio(bus: float, bare: float) -> str:
+    return f"{bus / bare:.2f}x" if bare else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--quick", action="store_true", help="one round, short runs")
+    parser.add_argument("--out", help="directory for results.json and results.md")
+    args = parser.parse_args()
+    url = os.environ.get("WOWEVENT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    rounds = 1 if args.quick else args.rounds
+    seconds = 1.5 if args.quick else args.seconds
+    rows: list[str] = ["| scenario | bus | bare Celery | ratio |", "|---|---|---|---|"]
+    report: dict[str, Any] = {}
+
+    def median_of(fn: Callable[[], Any]) -> Any:
+        samples = [fn() for _ in range(rounds)]
+        if (
+            isinstance(samples[0], dict)
+            and "bus" in samples[0]
+            and isinstance(samples[0]["bus"], dict)
+        ):
+            return {
+                side: {k: statistics.median(s[side][k] for s in samples) for k in samples[0][side]}
+                for side in samples[0]
+            }
+        if isinstance(samples[0], dict):
+            return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+        return statistics.median(samples)
+
+    for pool in ("solo", "prefork"):
+        for rate in (500, 1000):
+            for subs in (1, 2):
+                key = f"latency {rate}/s {pool} {subs} sub"
+                res = median_of(lambda: latency(url, rate, seconds, pool, subs))
+                report[key] = res
+                for q in ("p50", "p95", "p99", "max"):
+                    rows.append(f"| {key} {q} (ms) | {res['bus'][q]:.2f} | {res['bare'][q]:.2f} | "
+                                f"{ratio(res['bus'][q], res['bare'][q])} |")  # fmt: skip
+                print(rows[-4:], flush=True)
+    for pool in ("solo", "prefork"):
+        key = f"throughput {pool} (deliveries/s)"
+        res = median_of(lambda: throughput(url, 2000 if args.quick else 5000, pool))
+        report[key] = res
+        rows.append(
+            f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
+        )
+        print(rows[-1], flush=True)
+    for matching in (1, 10, 100):
+        key = f"fan-out {matching} matching"
+        n = max(200, 2000 // matching)
+        res = median_of(lambda: fanout(url, matching, n))
+        report[key] = res
+        rows.append(f"| {key}: publish/s, deliveries/s | {res['publish_per_s']:,.0f}, "
+                    f"{res['deliveries_per_s']:,.0f} | | |")  # fmt: skip
+        print(rows[-1], flush=True)
+    for subs in (1, 1000):
+        key = f"{subs} subscribers bound, 100 events/s, one worker"
+        res = median_of(lambda: many(url, subs, 100, seconds * 2))
+        report[key] = res
+        rows.append(f"| {key}: p50/p99 (ms) | {res['p50']:.2f} / {res['p99']:.2f} | | |")
+        print(rows[-1], flush=True)
+    table = "\n".join(rows)
+    print("\n" + table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "e2e.json").write_text(json.dumps(report, indent=2))
+        (out / "e2e.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Faults on purpose, counting events in against events handled (docs/reliability.md)."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import wait_for
+from tests.reliability.conftest import runs
+from wowevent_kombu import Event, EventBus, PublishError
+
+SUBSCRIBERS = ("alpha", "beta")
+
+
+def publisher(url, exchange, timeout=1.0):
+    app = Celery("faults", broker=url, set_as_current=False)
+    return EventBus(app, exchange=exchange, publish_timeout=timeout)
+
+
+def publish_all(bus, n, prefix="load.item"):
+    ids = []
+    for start in range(0, n, 100):
+        batch = [Event(type=prefix, data={"n": i}) for i in range(start, min(n, start + 100))]
+        bus.publish_many(batch)
+        ids += [e.id for e in batch]
+    return ids
+
+
+def all_handled(client, exchange, ids):
+    counts = runs(client, exchange)
+    return all((s, i) in counts for s in SUBSCRIBERS for i in ids)
+
+
+@pytest.fixture
+def env_for(exchange):
+    def make(server, **extra):
+        return {"WOWEVENT_TEST_REDIS_URL": server.url, "WOWEVENT_TEST_EXCHANGE": exchange,
+                **{k: str(v) for k, v in extra.items()}}  # fmt: skip
+
+    return make
+
+
+def start_load_worker(start_worker, env, **kw):
+    # The worker fixture's own Redis URL is overridden by the private server's.
+    return start_worker("tests.apps.load", env=env, **kw)
+
+
+def test_worker_killed_mid_stream_loses_nothing(private_redis, start_worker, env_for, exchange):
+    server = private_redis()
+    env = env_for(server, WOWEVENT_TEST_VISIBILITY=3, WOWEVENT_TEST_WORK=0.002)
+    client = redis.Redis.from_url(server.url)
+    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
+    bus = publisher(server.url, exchange)
+    ids = publish_all(bus, 1000)
+    wait_for(lambda: len(runs(client, exchange)) > 300, message="some events handled")
+    worker.kill()  # SIGKILL to the main process and its pool children
+    handled_before = runs(client, exchange)
+    start_load_worker(start_worker, env, pool="prefork", concurrency=2)
+    wait_for(lambda: all_handled(client, exchange, ids), timeout=120, message="all events handled")
+    counts = runs(client, exchange)
+    lost = [(s, i) for s in SUBSCRIBERS for i in ids if counts[(s, i)] == 0]
+    duplicates = {key: n for key, n in counts.items() if n > 1}
+    assert lost == []
+    # Only deliveries in flight at the kill (prefetch 2 x 2 children) may run twice.
+    assert len(duplicates) <= 8, duplicates
+    assert all(handled_before[key] >= 1 for key in duplicates)
+    bus.close()
+
+
+def test_pool_child_killed_is_retried_not_lost(private_redis, start_worker, env_for, exchange):
+    server = private_redis()
+    env = env_for(server, WOWEVENT_TEST_WORK=0.01)
+    client = redis.Redis.from_url(server.url)
+    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
+    bus = publisher(server.url, exchange)
+    ids = publish_all(bus, 1000)
+    wait_for(lambda: len(runs(client, exchange)) > 200, message="some events handled")
+    os.kill(worker.children()[0], signal.SIGKILL)
+    wait_for(lambda: all_handled(client, exchange, ids), timeout=120, message="all events handled")
+    counts = runs(client, exchange)
+    assert [(s, i) for s in SUBSCRIBERS for i in ids if counts[(s, i)] == 0] == []
+    assert sum(n - 1 for n in counts.values()) <= 2  # at most the child's in-flight delivery
+    assert worker.proc.poll() is None  # the worker replaced its child and kept going
+    bus.close()
+
+
+def test_warm_shutdown_returns_prefetched_at_once(private_redis, start_worker, env_for, exchange):
+    server = private_redis()
+    env = env_for(server, WOWEVENT_TEST_WORK=0.005)
+    client = redis.Redis.from_url(server.url)
+    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
+    bus = publisher(server.url, exchange)
+    ids = publish_all(bus, 1000)
+    wait_for(lambda: len(runs(client, exchange)) > 200, message="some events handled")
+    assert worker.stop() == 0  # SIGTERM: warm shutdown
+    assert client.zcard("unacked_index") == 0  # nothing left held by the stopped worker
+    start_load_worker(start_worker, env, pool="prefork", concurrency=2)
+    wait_for(lambda: all_handled(client, exchange, ids), timeout=120, message="all events handled")
+    counts = runs(client, exchange)
+    assert all(n == 1 for n in counts.values())  # nothing lost, nothing duplicated
+    assert len(counts) == 2000
+    bus.close()
+
+
+@pytest.mark.parametrize(("fsync", "kill"), [("everysec", False), ("always", True)])
+def test_redis_restart_or_kill_during_publishing(private_redis, start_worker, env_for, exchange,
+                                                 fsync, kill):  # fmt: skip
+    """Every publish that returned is logged and delivered; failures raise PublishError."""
+    server = private_redis(appendonly=True, appendfsync=fsync)
+    # A delivery in flight when Redis dies cannot be acked; it returns after the visibility
+    # timeout, kept short here.
+    env = env_for(server, WOWEVENT_TEST_VISIBILITY=3)
+    worker = start_load_worker(start_worker, env, pool="solo")
+    bus = publisher(server.url, exchange, timeout=0.5)
+    acknowledged, failed = [], 0
+    stop = threading.Event()
+
+    def publish_loop():
+        nonlocal failed
+        i = 0
+        while not stop.is_set():
+            try:
+                acknowledged.append(bus.publish("load.item", {"n": i}).id)
+            except PublishError:
+                failed += 1
+                time.sleep(0.01)
+            i += 1
+
+    thread = threading.Thread(target=publish_loop)
+    thread.start()
+    wait_for(lambda: len(acknowledged) > 300, message="publishing under way")
+    if kill:
+        server.stop(kill=True)
+    else:
+        redis.Redis.from_url(server.url).shutdown(nosave=False)
+        wait_for(lambda: not server.pidfile.exists(), message="redis to shut down")
+    time.sleep(0.5)  # a window of failed publishes
+    server.start()
+    count = len(acknowledged)
+    wait_for(lambda: len(acknowledged) > count + 300, timeout=30, message="publishing resumed")
+    stop.set()
+    thread.join(10)
+    client = redis.Redis.from_url(server.url)
+    wait_for(lambda: all_handled(client, exchange, acknowledged), timeout=120,
+             message="every acknowledged event handled by the reconnected worker")  # fmt: skip
+    logged = {f[b"event"].decode() for _, f in client.xrange(f"{exchange}:log")}
+    assert all(any(i in text for text in logged) for i in acknowledged[-50:])
+    assert client.xlen(f"{exchange}:log") >= len(acknowledged)
+    assert failed > 0
+    assert worker.proc.poll() is None  # reconnected by itself
+    bus.close()
+
+
+def test_worker_started_before_redis_recovers(private_redis, start_worker, env_for, exchange,
+                                              tmp_path):  # fmt: skip
+    from wowevent_kombu.redisserver import RedisServer, free_port
+
+    port = free_port()
+    server = RedisServer(port=port, directory=tmp_path / "late")
+    env = env_for(server)
+    worker = start_load_worker(start_worker, env, pool="solo", ready=False)
+    time.sleep(2)  # the worker is retrying its connection
+    assert worker.proc.poll() is None
+    server.start()
+    try:
+        worker.wait_ready(60)
+        bus = publisher(server.url, exchange)
+        ids = publish_all(bus, 50)
+        client = redis.Redis.from_url(server.url)
+        wait_for(lambda: all_handled(client, exchange, ids), timeout=60, message="handled")
+        bus.close()
+    finally:
+        worker.stop()
+        server.stop()
