@@ -29,4 +29,6 @@ def private_redis(tmp_path):
 
 def runs(client, exchange):
     """Counter of (subscriber, event id) -> executions."""
-    return Counter(tuple(raw.decode().split()[:2]) for raw in client.lrange(f"{exchange}:runs", 0, -1))
+    return Counter(
+        tuple(raw.decode().split()[:2]) for raw in client.lrange(f"{exchange}:runs", 0, -1)
+    )
