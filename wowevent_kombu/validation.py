@@ -33,8 +33,9 @@ class SchemaValidation(Middleware):
         registry: Where the schemas are (shared with the publishers).
         require: Refuse events whose type has no schema at all.
 
-    It is ``critical``: when the registry cannot be read (Redis down), the delivery fails
-    rather than running the handler on unchecked data.
+    It is ``critical``: when the registry cannot be read (Redis down), the Redis error is raised
+    rather than the handler run on unchecked data; the subscriber's ``autoretry_for`` decides
+    whether that is retried.
     """
 
     critical = True
