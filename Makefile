@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq soak clean
+.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq bench-schemas soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -47,6 +47,9 @@ bench-log: venv
 
 bench-dlq: venv
 	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
+
+bench-schemas: venv
+	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info

@@ -9,7 +9,7 @@ from celery import Celery
 from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry
 
-from wowevent_kombu import InvalidEventError, MetricsMiddleware, instrument
+from wowevent_kombu import EventValidationError, InvalidEventError, MetricsMiddleware, instrument
 from wowevent_kombu.metrics import DEAD_LETTERED_MARK, BusMetrics, seconds_since
 from wowevent_kombu.testing import TestBus
 
@@ -90,6 +90,12 @@ class FakeTask:
         (ValueError("x"), True, False, "failed"),
         (ValueError("x"), True, True, "dead_lettered"),
         (InvalidEventError("bad"), False, False, "rejected"),
+        (
+            EventValidationError("breaks its schema", event_type="order.placed"),
+            True,
+            False,
+            "rejected",
+        ),
     ],
 )
 def test_failure_outcomes(exc: BaseException, event_known: bool, mark: bool, outcome: str) -> None:

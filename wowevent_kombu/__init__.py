@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .bus import EventBus
 from .checkpoint import CheckpointMiddleware
+from .compatibility import Change
 from .deadletter import Attempt, DeadLetter, DeadLetterFilter
 from .deadletterstore import DeadLetterStore, Page
 from .errors import (
@@ -16,17 +17,23 @@ from .errors import (
     DeadLetterWriteError,
     EventEncodingError,
     EventTooLargeError,
+    EventValidationError,
+    IncompatibleSchemaError,
     InvalidEventError,
     InvalidEventTypeError,
     InvalidFilterError,
     InvalidPatternError,
+    InvalidSchemaError,
     InvalidSubscriberError,
     LogQueryError,
     PublishError,
     Reject,
     ReplayInterrupted,
+    SchemaConflictError,
+    SchemaError,
     UnknownDeadLetterError,
     UnknownReplayError,
+    UnknownSchemaError,
     UnknownSubscriberError,
     UnroutableEventError,
     WowEventError,
@@ -39,15 +46,19 @@ from .idempotency import IdempotencyMiddleware
 from .matcher import TopicMatcher
 from .metrics import BusMetrics, MetricsMiddleware
 from .middleware import Middleware, SkipDelivery
+from .registry import SchemaRecord, SchemaRegistry
 from .replay import ReplayReport
 from .retrypolicy import backoff_delays, exponential_retries
+from .schema import EventSchema, Violation
 from .settings import Settings
 from .subscriber import Subscriber, SubscriberTask
 from .telemetry import instrument
+from .validation import SchemaValidation
 
 __all__ = [
     "Attempt",
     "BusMetrics",
+    "Change",
     "CheckpointMiddleware",
     "ConfigurationError",
     "DeadLetter",
@@ -60,13 +71,17 @@ __all__ = [
     "EventBus",
     "EventEncodingError",
     "EventLog",
+    "EventSchema",
     "EventTooLargeError",
+    "EventValidationError",
     "HealthRules",
     "IdempotencyMiddleware",
+    "IncompatibleSchemaError",
     "InvalidEventError",
     "InvalidEventTypeError",
     "InvalidFilterError",
     "InvalidPatternError",
+    "InvalidSchemaError",
     "InvalidSubscriberError",
     "LogEntry",
     "LogQueryError",
@@ -77,6 +92,11 @@ __all__ = [
     "Reject",
     "ReplayInterrupted",
     "ReplayReport",
+    "SchemaConflictError",
+    "SchemaError",
+    "SchemaRecord",
+    "SchemaRegistry",
+    "SchemaValidation",
     "Settings",
     "SkipDelivery",
     "Subscriber",
@@ -84,8 +104,10 @@ __all__ = [
     "TopicMatcher",
     "UnknownDeadLetterError",
     "UnknownReplayError",
+    "UnknownSchemaError",
     "UnknownSubscriberError",
     "UnroutableEventError",
+    "Violation",
     "WowEventError",
     "backoff_delays",
     "exponential_retries",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 from celery import Celery
 from kombu import Exchange
 
@@ -21,6 +22,7 @@ from .errors import (
     EventTooLargeError,
     InvalidEventError,
     InvalidSubscriberError,
+    PublishError,
     UnknownSubscriberError,
 )
 from .event import Event
@@ -29,11 +31,13 @@ from .failures import DeadLetterMiddleware
 from .idempotency import TASK_FLAG as IDEMPOTENT
 from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
 from .middleware import Middleware
+from .registry import SchemaRegistry
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
 from .topology import BindingSnapshot
 from .transport import Outgoing, RedisTransport, Transport
-from .worker import make_bootstep
+from .validation import SchemaValidation
+from .worker import make_binding_step, make_bootstep
 
 if TYPE_CHECKING:
     from .metrics import BusMetrics
@@ -68,6 +72,13 @@ class EventBus:
         dead_lettering: Record failed deliveries in the dead-letter store (:attr:`dead_letters`).
         dead_letter_retention: Optional ``{"max_age": seconds, "max_records": n}``, applied
             after each dead-letter write; what it drops is logged as a warning.
+        schemas: A schema registry: published events are validated against it (an invalid
+            event raises ``EventValidationError`` and nothing is written) and carry the schema
+            version they were checked with; subscribers validate again before their handler
+            runs (see :class:`~wowevent_kombu.validation.SchemaValidation`).
+        require_schemas: Refuse events whose type has no registered schema (needs ``schemas``).
+        validate_on_consume: Add the consume-time check to the subscribers (default True when
+            ``schemas`` is given).
     """
 
     def __init__(
@@ -84,7 +95,12 @@ class EventBus:
         middleware: Sequence[Middleware] = (),
         dead_lettering: bool = True,
         dead_letter_retention: Mapping[str, float | int | None] | None = None,
+        schemas: SchemaRegistry | None = None,
+        require_schemas: bool = False,
+        validate_on_consume: bool = True,
     ) -> None:
+        if require_schemas and schemas is None:
+            raise ConfigurationError("require_schemas=True needs a registry: pass schemas=...")
         self.app = app
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
         # read on first use, so an app configured after the bus was created is honoured.
@@ -103,6 +119,11 @@ class EventBus:
         self._subscribers: dict[str, Subscriber] = {}
         self._defaults = dict(subscriber_defaults or {})
         self.middleware: list[Middleware] = list(middleware)
+        self.schemas = schemas
+        self.require_schemas = require_schemas
+        if schemas is not None and validate_on_consume:
+            # First, so no other middleware (and no handler) sees an invalid event.
+            self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
         """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
@@ -117,6 +138,7 @@ class EventBus:
         self._dead_letters: DeadLetterStore | None = None
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
+        app.steps["consumer"].add(make_binding_step(self))
         buses = getattr(app, APP_ATTRIBUTE, None)
         if buses is None:
             buses = []
@@ -383,9 +405,16 @@ class EventBus:
 
         Raises:
             InvalidEventError: bad type, non-JSON data or oversized event; nothing written.
+            EventValidationError: the data breaks its schema (with ``schemas``); nothing written.
             UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
             PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
         """
+        if schema_version is None and self.schemas is not None:
+            # Resolved here so the event is built once with its version, not copied to add it.
+            try:
+                schema_version = self.schemas.latest_version(type)
+            except redis.RedisError as exc:
+                raise _registry_error(exc, type, ()) from exc
         attributes: dict[str, Any] = {
             "source": source or self.source,
             "subject": subject,
@@ -403,19 +432,18 @@ class EventBus:
             if self.metrics is not None:
                 self.metrics.record_validation_failure("publish")
             raise
-        self.publish_many([event], mandatory=mandatory)
-        return event
+        return self.publish_many([event], mandatory=mandatory)[0]
 
     def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
-        """Publish an already built :class:`Event`."""
-        self.publish_many([event], mandatory=mandatory)
-        return event
+        """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
+        return self.publish_many([event], mandatory=mandatory)[0]
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
 
         Each event goes only to the subscribers matching its own type; publish order is kept
-        per subscriber queue.
+        per subscriber queue. Every event is validated before anything is sent, so one invalid
+        event stops the whole batch. Returns the events as sent (with their schema versions).
         """
         try:
             batch = [self._prepare(event) for event in events]
@@ -432,6 +460,11 @@ class EventBus:
     def _prepare(self, event: Event) -> Outgoing:
         if not isinstance(event, Event):
             raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
+        if self.schemas is not None:
+            try:
+                event = self.schemas.validate(event, require=self.require_schemas)
+            except redis.RedisError as exc:
+                raise _registry_error(exc, event.type, (event.id,)) from exc
         text = event.to_json()
         size = wire.encoded_size(text)
         if size > self.settings.max_event_bytes:
@@ -483,6 +516,15 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
+
+
+def _registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]) -> PublishError:
+    return PublishError(
+        f"reading the schema registry failed ({type(exc).__name__}: {exc}); nothing was "
+        "written: publish again once Redis answers",
+        event_ids=ids,
+        event_type=event_type,
+    )
 
 
 def buses_of(app: Celery) -> list[EventBus]:

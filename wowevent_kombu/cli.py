@@ -271,8 +271,9 @@ def _add_command_groups() -> None:
     from .cli_dlq import dlq
     from .cli_observe import serve, status
     from .logcli import log_group, replay_command
+    from .schemacli import schemas
 
-    for command in (log_group, replay_command, status, serve, dlq):
+    for command in (log_group, replay_command, status, serve, dlq, schemas):
         cli.add_command(command)
 
 

@@ -6,7 +6,8 @@
     ├── InvalidEventError            an event cannot be built or sent as given
     │   ├── InvalidEventTypeError    a type is not dot-separated words
     │   ├── EventTooLargeError       the encoded event exceeds the size limit
-    │   └── EventEncodingError       data is not JSON (NaN, bytes, objects, bad UTF-8)
+    │   ├── EventEncodingError       data is not JSON (NaN, bytes, objects, bad UTF-8)
+    │   └── EventValidationError     data breaks its schema, or has no schema where one is required
     ├── InvalidPatternError          a subscription pattern is malformed
     ├── InvalidSubscriberError       a subscriber name or option is unusable
     ├── UnknownSubscriberError       a name that no bus or binding knows
@@ -19,6 +20,11 @@
     │   ├── UnknownDeadLetterError   no record has that id
     │   └── InvalidFilterError       a filter value is malformed
     ├── DeadLetterWriteError         a failed delivery could not be recorded (requeued)
+    ├── SchemaError                  a schema cannot be registered or found
+    │   ├── InvalidSchemaError       not JSON Schema, version not semver, type not an event type
+    │   ├── SchemaConflictError      the version exists with another document, or is not the newest
+    │   ├── IncompatibleSchemaError  the compatibility mode refuses the change (names it)
+    │   └── UnknownSchemaError       no schema of that type (and version) is registered
     └── PublishError                 Redis did not accept the publish
         └── UnroutableEventError     ``mandatory=True`` and no subscriber matched
 
@@ -28,11 +34,30 @@ in its message what to do about it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compatibility import Change
+    from .schema import Violation
+
+
+def _restore(cls: type[WowEventError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class WowEventError(Exception):
-    """Root of every error raised by wowevent_kombu."""
+    """Root of every error raised by wowevent_kombu.
+
+    Errors pickle with their attributes (keyword-only constructors would otherwise make Celery
+    replace them by a picklable base class before failure hooks see them).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class InvalidEventError(WowEventError, ValueError):
@@ -58,6 +83,34 @@ class EventTooLargeError(InvalidEventError):
 
 class EventEncodingError(InvalidEventError):
     """Event data cannot be encoded as strict JSON."""
+
+
+class EventValidationError(InvalidEventError):
+    """An event's data does not follow its schema, or no schema exists where one is required.
+
+    Subscribers never retry it (it is an :class:`InvalidEventError`): the same data would fail
+    the same way.
+
+    Attributes:
+        violations: Every violation found, each with its JSON path (empty when the schema itself
+            is missing).
+        schema_version: The schema version checked against, if any.
+        event_id: The event's id, if it had one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_type: str | None,
+        schema_version: str | None = None,
+        event_id: str | None = None,
+        violations: Sequence[Violation] = (),
+    ) -> None:
+        super().__init__(message, event_type=event_type)
+        self.schema_version = schema_version
+        self.event_id = event_id
+        self.violations = tuple(violations)
 
 
 class InvalidPatternError(WowEventError, ValueError):
@@ -86,6 +139,51 @@ class UnknownSubscriberError(WowEventError, LookupError):
 
 class ConfigurationError(WowEventError):
     """Settings that would make the bus lose or duplicate events."""
+
+
+class SchemaError(WowEventError):
+    """A schema cannot be registered or found."""
+
+    def __init__(
+        self, message: str, *, event_type: str | None = None, version: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+        self.version = version
+
+
+class InvalidSchemaError(SchemaError, ValueError):
+    """A schema document, version, type or compatibility mode is unusable."""
+
+
+class SchemaConflictError(SchemaError):
+    """The version is registered with another document, or is not newer than the latest."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """The compatibility mode refuses the new version.
+
+    Attributes:
+        changes: Each breaking change found, with the version it breaks against.
+        mode: The compatibility mode that was asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_type: str,
+        version: str,
+        mode: str,
+        changes: Sequence[Change],
+    ) -> None:
+        super().__init__(message, event_type=event_type, version=version)
+        self.mode = mode
+        self.changes = tuple(changes)
+
+
+class UnknownSchemaError(SchemaError, LookupError):
+    """No schema of that type (or of that version) is registered."""
 
 
 class PublishError(WowEventError):

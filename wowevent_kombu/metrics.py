@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from .errors import InvalidEventError
+from .errors import EventValidationError, InvalidEventError
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -156,7 +156,10 @@ class MetricsMiddleware(Middleware):
     def on_failure(
         self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
     ) -> None:
-        if isinstance(exc, InvalidEventError) and event is None:
+        # Refused as invalid: not a CloudEvent at all (no event), or data breaking its schema.
+        if isinstance(exc, EventValidationError) or (
+            isinstance(exc, InvalidEventError) and event is None
+        ):
             self.metrics.record_validation_failure(STAGE_CONSUME)
             outcome = "rejected"
         elif getattr(task.request, DEAD_LETTERED_MARK, False):

@@ -110,6 +110,21 @@ def stats_key(exchange: str) -> str:
     return f"{exchange}:stats"
 
 
+def schema_types_key(namespace: str) -> str:
+    """SET of the event types that have at least one registered schema."""
+    return f"{namespace}:schema:types"
+
+
+def schema_versions_key(namespace: str, event_type: str) -> str:
+    """HASH of one event type's schemas: version -> stored record (document, mode, time)."""
+    return f"{namespace}:schema:v:{event_type}"
+
+
+def schema_counter_key(namespace: str) -> str:
+    """Counter bumped by every registration, so other processes notice new versions cheaply."""
+    return f"{namespace}:schema:counter"
+
+
 def log_ids_prefix(exchange: str) -> str:
     """Prefix of the log's event-id index: one HASH per time bucket, ``<prefix><bucket>``."""
     return f"{exchange}:log:ids:"

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Celery, bootsteps
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, WowEventError
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
     class WowEventStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        """Checks the configuration, declares bindings and adds the subscriber queues."""
+        """Checks the configuration and adds the subscriber queues (no I/O: Redis may be down)."""
 
         name = f"wowevent_kombu.worker.WowEventStep[{bus.exchange}]"
 
@@ -89,9 +90,33 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
-            bus.declare()
 
     return WowEventStep
+
+
+def make_binding_step(bus: EventBus) -> type[bootsteps.StartStopStep]:
+    """A consumer bootstep that binds the subscribers each time the worker (re)connects.
+
+    Running after the broker connection is up lets a worker start while Redis is still down,
+    and re-binding on every reconnect restores a binding table lost with a Redis that keeps
+    nothing on disk.
+    """
+
+    class WowEventBindings(bootsteps.StartStopStep):  # type: ignore[misc]
+        """Declares the bus's bindings once the consumer is connected."""
+
+        name = f"wowevent_kombu.worker.WowEventBindings[{bus.exchange}]"
+        requires = ("celery.worker.consumer.connection:Connection",)
+
+        def start(self, consumer: Any) -> None:
+            try:
+                bus.declare()
+            except (WowEventError, redis.RedisError) as exc:
+                # Kombu binds the consumed queues itself as it starts consuming; publishers
+                # see those bindings too, so this only delays the version bump.
+                log.warning("could not declare the bus's bindings yet: %s", exc)
+
+    return WowEventBindings
 
 
 def attach_queues(app: Celery, bus: EventBus) -> None:
