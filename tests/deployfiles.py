@@ -138,6 +138,8 @@ def manifests() -> list[tuple[Path, dict[str, Any]]]:
 
 def manifest(kind: str, name: str) -> dict[str, Any]:
     """The one object of ``kind`` named ``name``."""
-    found = [doc for _, doc in manifests() if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    found = [
+        doc for _, doc in manifests() if doc["kind"] == kind and doc["metadata"]["name"] == name
+    ]
     assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]

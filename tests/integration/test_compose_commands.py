@@ -110,7 +110,8 @@ def test_the_compose_commands_run_the_bus(compose_redis: RedisServer, tmp_path: 
     common = {"WOWEVENT_BROKER_URL": url, "WOWEVENT_EXCHANGE": exchange}
     serve_port = free_port()
     service_environ = service_env(
-        "service", {**common, "WOWEVENT_SERVE_HOST": "127.0.0.1", "WOWEVENT_SERVE_PORT": str(serve_port)}
+        "service",
+        {**common, "WOWEVENT_SERVE_HOST": "127.0.0.1", "WOWEVENT_SERVE_PORT": str(serve_port)},
     )
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -198,4 +199,3 @@ def test_the_compose_flower_command_answers_its_healthcheck(
         wait_for(healthy, 30, 0.2, "Flower's /healthcheck")
     finally:
         flower.stop()
-
