@@ -127,9 +127,9 @@ def dockerfile_env() -> dict[str, str]:
 
 
 def manifests() -> list[tuple[Path, dict[str, Any]]]:
-    """Every Kubernetes object in ``deploy/kubernetes/``, with the file it came from."""
+    """Every Kubernetes object under ``deploy/kubernetes/`` (the example Secret too)."""
     out = []
-    for path in sorted(KUBERNETES_DIR.glob("*.y*ml")):
+    for path in sorted(KUBERNETES_DIR.rglob("*.y*ml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 out.append((path, doc))

@@ -48,6 +48,13 @@ def _ids() -> list[str]:
     return [f"{path.name}:{doc['kind']}/{doc['metadata']['name']}" for path, doc in manifests()]
 
 
+def test_the_example_secret_is_not_applied_with_the_directory() -> None:
+    """``kubectl apply -f deploy/kubernetes/`` does not recurse: placeholders stay out of it."""
+    top = [doc["kind"] for path, doc in manifests() if path.parent.name == "kubernetes"]
+    assert "Secret" not in top
+    assert "Secret" in [doc["kind"] for _, doc in manifests()]
+
+
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("doc", [doc for _, doc in manifests()], ids=_ids())
 def test_every_manifest_validates_against_the_kubernetes_schemas(
