@@ -147,6 +147,9 @@ def test_the_compose_commands_run_the_bus(compose_redis: RedisServer, tmp_path: 
         started.append(worker)
         wait_for(lambda: " ready." in worker.text(), 60, 0.1, "the worker to be ready")
         assert "prefork" in worker.text()
+        # The command's --time-limit is the handlers' limit the start-up check compares with
+        # the visibility timeout: no subscriber is reported as unlimited.
+        assert "has no time_limit" not in worker.text()
 
         # The worker handles an event published by a process that knows no subscriber code.
         bus = EventBus(Celery("publisher", broker=url, set_as_current=False), exchange=exchange)
