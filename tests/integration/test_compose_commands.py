@@ -9,6 +9,7 @@ overridden through the environment, as a deployment would set them.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import urllib.error
@@ -164,6 +165,19 @@ def test_the_compose_commands_run_the_bus(compose_redis: RedisServer, tmp_path: 
 
         assert wait_for(lambda: handled() >= {"billing", "audit"}, 30, 0.05, "the deliveries")
         assert handled() == {"billing", "audit"}
+
+        # Instrumented as docs/observability.md says: the prefork children's counts, summed
+        # from PROMETHEUS_MULTIPROC_DIR, on the worker's own metrics port.
+        found = re.search(r"wowevent metrics on (http://\S+)", worker.text())
+        assert found, worker.text()
+
+        def counted() -> bool:
+            with urllib.request.urlopen(found.group(1), timeout=5) as reply:
+                text = reply.read().decode()
+            return 'subscriber="billing"' in text and "wowevent_deliveries_total" in text
+
+        wait_for(counted, 20, 0.1, "the worker's metrics to count the delivery")
+        assert list(metrics_dir.glob("*.db")), "prefork children write to the multiprocess dir"
 
         # The service is ready now, and both healthchecks (compose's and the image's) agree.
         wait_for(lambda: get(f"{base}/ready")[0] == 200, 30, 0.1, "/ready to answer 200")
