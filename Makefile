@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq bench-schemas soak clean
+.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq bench-schemas bench-sizing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -50,6 +50,10 @@ bench-dlq: venv
 
 bench-schemas: venv
 	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
+
+# Redis sizing: bytes per queued delivery and per logged event (a private redis-server).
+bench-sizing: venv
+	@$(PY) benchmarks/redis_sizing.py
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info

@@ -35,9 +35,20 @@ def longest_retry_delay(task: Any, conf: Any) -> float:
 
 
 def check_worker_config(
-    app: Celery, visibility_timeout: float, subscribers: Iterable[Subscriber]
+    app: Celery,
+    visibility_timeout: float,
+    subscribers: Iterable[Subscriber],
+    worker_time_limit: float | None = None,
 ) -> list[str]:
     """Refuse configurations that lose or duplicate events; return warnings for the doubtful.
+
+    Args:
+        app: The worker's Celery app.
+        visibility_timeout: The broker's redelivery timeout (seconds).
+        subscribers: The subscribers this worker runs.
+        worker_time_limit: The worker's own hard limit (``celery worker --time-limit``), which
+            applies to every task without a ``time_limit`` of its own; defaults to the app's
+            ``task_time_limit``.
 
     Raises:
         ConfigurationError: pickle or another unsafe serialiser is accepted, or a subscriber's
@@ -56,7 +67,7 @@ def check_worker_config(
     warnings: list[str] = []
     for sub in subscribers:
         task = sub.task
-        time_limit = task.time_limit or conf.task_time_limit
+        time_limit = task.time_limit or worker_time_limit or conf.task_time_limit
         delay = longest_retry_delay(task, conf)
         held = delay + float(time_limit or 0)
         if held >= visibility_timeout:
@@ -86,7 +97,10 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
             for warning in check_worker_config(
-                worker.app, bus.settings.visibility_timeout, bus.subscribers.values()
+                worker.app,
+                bus.settings.visibility_timeout,
+                bus.subscribers.values(),
+                getattr(worker, "time_limit", None),
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
