@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq bench-schemas bench-sizing soak clean
+.PHONY: venv demo test lint typecheck format bench bench-e2e bench-log bench-dlq bench-schemas bench-sizing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -37,9 +37,19 @@ format: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# Every benchmark, each against its baseline in the same run; figures land in bench-results/.
 bench: venv
-	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+	@mkdir -p bench-results
+	@scripts/with-redis.sh $(PY) benchmarks/publish.py --json bench-results/publish.json
+	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
 	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
+	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
+	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
+	@$(PY) benchmarks/log.py
+	@$(PY) benchmarks/redis_sizing.py
+
+bench-e2e: venv
+	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
 
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
