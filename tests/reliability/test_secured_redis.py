@@ -2,8 +2,8 @@
 
 import json
 import subprocess
-from urllib.parse import quote
 from urllib.error import HTTPError
+from urllib.parse import quote
 from urllib.request import urlopen
 
 import pytest
@@ -43,7 +43,8 @@ def tls_material(directory):
             "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
     (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
+            "-CAcreateserial", "-out", "server.crt", "-days", "1",
+            "-extfile", "ext.cnf")  # fmt: skip
     return directory / "ca.crt", directory / "server.crt", directory / "server.key"
 
 
