@@ -31,8 +31,8 @@ from wowevent_kombu.redisserver import RedisServer  # noqa: E402
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "celery", "-A", "benchmarks.slowapp", "worker", "-l", "info",
                "--without-gossip", "--without-mingle", "--without-heartbeat", *args]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while " ready." not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
