@@ -12,7 +12,7 @@ from kombu import Exchange, Queue, binding
 from kombu.exceptions import ContentDisallowed
 
 from . import names
-from .errors import InvalidEventError, InvalidSubscriberError, Reject
+from .errors import DeadLetterWriteError, InvalidEventError, InvalidSubscriberError, Reject
 from .event import Event
 from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
@@ -118,6 +118,12 @@ class SubscriberTask(Task):  # type: ignore[misc]
             return
         if getattr(self.request, FAILURE_HANDLED, False):
             return  # the worker's main process already ran the hooks (see SubscriberRequest)
+        if isinstance(exc, DeadLetterWriteError):
+            # Celery's trace calls on_failure again with the error our own hook raised. Raising
+            # it once more would escape the trace: with the solo and threads pools that stops
+            # the worker. Returning lets the trace report it as the delivery's failure, and
+            # SubscriberRequest.on_failure requeues the delivery.
+            return
         run_hooks(
             self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,
