@@ -48,9 +48,8 @@ def envelope_problem(payload: Any) -> str | None:
         isinstance(info.get(key), str) for key in ("exchange", "routing_key")
     ):
         return "the envelope's delivery_info lacks exchange and routing_key strings"
-    for key in ("headers",):
-        if payload.get(key) is not None and not isinstance(payload[key], dict):
-            return f"the envelope's {key!r} is not an object"
+    if payload.get("headers") is not None and not isinstance(payload["headers"], dict):
+        return "the envelope's headers are not an object"
     for key in ("content-type", "content-encoding"):
         if payload.get(key) is not None and not isinstance(payload[key], str):
             return f"the envelope's {key!r} is not a string"
