@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-e2e bench-log bench-dlq bench-schemas bench-sizing soak clean
+.PHONY: venv demo test lint typecheck format bench bench-e2e bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -64,6 +64,14 @@ bench-schemas: venv
 # Redis sizing: bytes per queued delivery and per logged event (a private redis-server).
 bench-sizing: venv
 	@$(PY) benchmarks/redis_sizing.py
+
+# A subscriber 100x slower than another: shared worker vs dedicated -Q workers (private Redis).
+bench-slow: venv
+	@$(PY) benchmarks/slow_subscriber.py
+
+# 200,000 events through two subscribers; RSS of worker and publisher, Redis memory (private Redis).
+soak: venv
+	@$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info

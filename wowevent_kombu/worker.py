@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from celery import Celery, bootsteps
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
     from .bus import EventBus
 
 log = logging.getLogger(__name__)
+
+GUARDED_TRANSPORT = "wowevent_kombu.redistransport:Transport"
+"""What ``broker_transport`` is set to in workers (see :func:`install_guarded_transport`)."""
 
 _UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
 
@@ -86,6 +91,41 @@ def check_worker_config(
     return warnings
 
 
+def install_guarded_transport(app: Celery) -> bool:
+    """Make the worker read its queues through :mod:`wowevent_kombu.redistransport`.
+
+    Kombu's stock Redis channel stops the worker on a queue entry that is not a JSON envelope;
+    the guarded one quarantines it instead. Applied to ``redis://`` and ``rediss://`` brokers
+    when ``broker_transport`` is unset; another transport set on purpose is left alone (with a
+    warning). A ``rediss://`` URL without TLS options keeps Kombu's own default (certificates
+    not verified, with the same warning Kombu gives); pass ``ssl_cert_reqs=required`` and
+    ``ssl_ca_certs=...`` in the URL or set ``broker_use_ssl`` to verify them.
+
+    Returns:
+        Whether the guarded transport is used.
+    """
+    conf = app.conf
+    url = str(conf.broker_url or "")
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss"):
+        return False
+    if conf.broker_transport not in (None, "", "redis", "rediss", GUARDED_TRANSPORT):
+        log.warning(
+            "broker_transport=%r is not the guarded Redis transport: a malformed queue entry "
+            "can stop this worker", conf.broker_transport,
+        )  # fmt: skip
+        return False
+    tls_options = [k for k in parse_qs(urlsplit(url).query) if k.startswith("ssl_")]
+    if scheme == "rediss" and not conf.broker_use_ssl and not tls_options:
+        log.warning(
+            "rediss:// broker URL without TLS options: the server certificate is not verified; "
+            "add ssl_cert_reqs=required&ssl_ca_certs=<ca file> to the URL or set broker_use_ssl"
+        )
+        conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_NONE}
+    conf.broker_transport = GUARDED_TRANSPORT
+    return True
+
+
 def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
@@ -104,6 +144,7 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
+            install_guarded_transport(worker.app)
 
     return WowEventStep
 
