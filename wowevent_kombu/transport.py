@@ -18,7 +18,7 @@ from typing import Protocol
 import redis
 
 from . import names, wire
-from .atomic import Command, execute_atomic
+from .atomic import Command, PinnedTransactions
 from .errors import PublishError, UnroutableEventError
 from .event import Event
 from .logindex import LogAppender, LogWriter
@@ -103,6 +103,7 @@ class RedisTransport:
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._client = client
+        self._transactions = PinnedTransactions(client)
         self._settings = settings
         self._table = BindingTable(client, settings.exchange)
         self.log_appender: LogAppender = LogWriter(settings)
@@ -185,7 +186,7 @@ class RedisTransport:
         if unroutable:
             commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
         try:
-            results = execute_atomic(self._client, commands)
+            results = self._transactions.execute(commands)
         except redis.RedisError as exc:
             raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
         if not with_stamp:
@@ -251,4 +252,5 @@ class RedisTransport:
         self._client.delete(queue)
 
     def close(self) -> None:
+        self._transactions.release()
         self._client.close()
