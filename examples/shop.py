@@ -32,7 +32,8 @@ def note(task, event: Event, outcome: str) -> None:
     """Record one execution for the demo's summary."""
     entry = {
         "subscriber": task.name, "task_id": task.request.id, "type": event.type,
-        "event_id": event.id, "attempt": task.request.retries + 1, "outcome": outcome,
+        "event_id": event.id, "attempt": task.request.retries + 1,
+        "outcome": f"{outcome} (replayed)" if event.replayed else outcome,
     }  # fmt: skip
     _notes().rpush(f"{bus.exchange}:demo:notes", json.dumps(entry))
 

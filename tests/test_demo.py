@@ -21,6 +21,7 @@ def test_demo_runs_a_real_worker(redis_url):
     assert "ledger  exhausted  order.paid  2 attempts" in out.stdout
     assert "posted to the ledger" in out.stdout
     assert "Re-drove 1 dead letter as a fresh task; 0 left in the store." in out.stdout
+    assert "charged (replayed)" in out.stdout
     status = out.stdout.split("status\n", 1)[1]
     assert "SUBSCRIBER" in status
     assert "mailer" in status
