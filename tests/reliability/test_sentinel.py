@@ -269,9 +269,7 @@ def test_wait_replicas_loses_no_acknowledged_publish(
     worker = start_sentinel_worker(start_worker, cluster, redis_url)
     bus = make_bus(cluster, exchange, wait_replicas=1, wait_timeout_ms=200)
     try:
-        stream, killed_at, old_port = failover_under_stream(
-            cluster, bus, restart_old_primary=True
-        )
+        stream, killed_at, old_port = failover_under_stream(cluster, bus, restart_old_primary=True)
         check_stream(stream, killed_at)
         # With no replica left, publishes fail with ReplicationError until the old primary is
         # back as a replica: the event is on the primary, but not yet safe.
