@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import Worker, wait_for
@@ -28,6 +29,7 @@ from wowevent_kombu import (
     ReplicationError,
     SchemaRegistry,
 )
+from wowevent_kombu.cli import cli
 from wowevent_kombu.connection import make_client
 from wowevent_kombu.sentinelcluster import SentinelCluster
 from wowevent_kombu.service import StatusService, make_server
@@ -102,6 +104,17 @@ def test_publish_worker_log_dlq_registry_and_service_all_work_on_sentinel(
             assert own.get("stream.one").version == "1.0.0"
         finally:
             own.close()
+
+        # The CLI on --broker sentinel://..., with the service name from the environment.
+        runner = CliRunner()
+        base = ["--broker", cluster.url, "--exchange", exchange]
+        env = {"WOWEVENT_MASTER_NAME": cluster.master_name}
+        got = runner.invoke(cli, [*base, "log", "get", event.id], env=env)
+        assert got.exit_code == 0 and event.id in got.output, got.output
+        listed = runner.invoke(cli, [*base, "schemas", "list"], env=env)
+        assert listed.exit_code == 0 and "stream.one" in listed.output, listed.output
+        refused = runner.invoke(cli, [*base, "log", "get", event.id], env={})
+        assert refused.exit_code != 0 and "master_name" in refused.output
 
         # The HTTP service's readiness reads Redis through the same settings.
         reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
