@@ -1,6 +1,7 @@
 """Redis Sentinel: failover unavailability, acknowledged publishes lost, and the cost of WAIT.
 
-Each round starts a private deployment (primary, one replica, three sentinels on loopback),
+Each round starts a private deployment (primary, one replica — two with ``wait_replicas=1`` —
+and three sentinels on loopback),
 publishes one event at a time from a thread, SIGKILLs the primary and measures:
 
 - the publish outage: from the kill to the first publish that succeeds again;
@@ -40,7 +41,8 @@ def make_bus(cluster: SentinelCluster, **options: Any) -> EventBus:
 
 
 def failover_round(wait_replicas: int) -> dict[str, float]:
-    with SentinelCluster() as cluster:
+    # With WAIT, two replicas: one is left to acknowledge after the failover.
+    with SentinelCluster(replicas=1 + wait_replicas) as cluster:
         bus = make_bus(cluster, wait_replicas=wait_replicas, wait_timeout_ms=200)
         acked: list[tuple[str, float]] = []
         errors: list[float] = []
@@ -61,8 +63,6 @@ def failover_round(wait_replicas: int) -> dict[str, float]:
         killed_at = time.monotonic()
         old.stop(kill=True)
         cluster.wait_failover(old.port)
-        if wait_replicas:
-            old.start()
         while not errors or acked[-1][1] < max(errors):
             time.sleep(0.01)
         resumed = min(t for _, t in acked if t > min(errors))

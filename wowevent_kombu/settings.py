@@ -44,14 +44,6 @@ class Settings:
         broker_url: Redis URL (``redis://``, ``rediss://``, ``redis+socket://``, ``unix://``), or
             Kombu's Sentinel form ``sentinel://host:port;sentinel://host:port`` (the password and
             database of the first part apply to the primary).
-        master_name: The Sentinel service name; required with ``sentinel://``, read from
-            ``broker_transport_options['master_name']`` like Kombu does.
-        sentinel_username: Username for the sentinels themselves (``sentinel_kwargs``).
-        sentinel_password: Password for the sentinels themselves (``sentinel_kwargs``).
-        wait_replicas: After each publish transaction, ``WAIT`` for this many replicas to
-            acknowledge it and raise ``ReplicationError`` when fewer do (0: do not wait).
-        wait_timeout_ms: How long that ``WAIT`` may block (milliseconds, below
-            ``publish_timeout``).
         exchange: The topic exchange; also the prefix of every queue and key of the bus, so two
             buses with different exchanges share nothing.
         publish_timeout: Seconds a publish may wait for Redis before raising ``PublishError``.
@@ -60,6 +52,14 @@ class Settings:
         log_max_age: Seconds the log keeps an event (approximate; default 7 days). The log's
             indexes and the processed-id sets of idempotent subscribers share this retention.
         visibility_timeout: Kombu's redelivery timeout for unacknowledged deliveries (seconds).
+        master_name: The Sentinel service name; required with ``sentinel://``, read from
+            ``broker_transport_options['master_name']`` like Kombu does.
+        sentinel_username: Username for the sentinels themselves (``sentinel_kwargs``).
+        sentinel_password: Password for the sentinels themselves (``sentinel_kwargs``).
+        wait_replicas: After each publish transaction, ``WAIT`` for this many replicas to
+            acknowledge it and raise ``ReplicationError`` when fewer do (0: do not wait).
+        wait_timeout_ms: How long that ``WAIT`` may block (milliseconds, below
+            ``publish_timeout``).
     """
 
     broker_url: str = DEFAULT_BROKER_URL

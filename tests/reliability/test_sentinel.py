@@ -26,7 +26,6 @@ from wowevent_kombu import (
     EventSchema,
     HealthRules,
     PublishError,
-    ReplicationError,
     SchemaRegistry,
 )
 from wowevent_kombu.cli import cli
@@ -156,9 +155,7 @@ class Stream:
             i += 1
 
 
-def failover_under_stream(
-    cluster: SentinelCluster, bus: EventBus, *, restart_old_primary: bool
-) -> tuple[Stream, float, int]:
+def failover_under_stream(cluster: SentinelCluster, bus: EventBus) -> tuple[Stream, float, int]:
     """Publish continuously, SIGKILL the primary, wait for the failover and 200 more publishes."""
     wait_for(lambda: "counter" in bus.bindings(), message="the worker's bindings")
     stream = Stream(bus)
@@ -170,8 +167,6 @@ def failover_under_stream(
         killed_at = time.monotonic()
         old.stop(kill=True)
         cluster.wait_failover(old.port)
-        if restart_old_primary:
-            old.start()  # sentinels turn it into a replica of the new primary
         recovered = len(stream.acked)
         wait_for(
             lambda: len(stream.acked) >= recovered + 200,
@@ -253,7 +248,7 @@ def test_failover_publishers_resume_and_workers_reconnect(
     worker = start_sentinel_worker(start_worker, cluster, redis_url)
     bus = make_bus(cluster, exchange)
     try:
-        stream, killed_at, _ = failover_under_stream(cluster, bus, restart_old_primary=False)
+        stream, killed_at, _ = failover_under_stream(cluster, bus)
         check_stream(stream, killed_at)
         # Asynchronous replication: the last acknowledged writes before the kill may be gone.
         kept, lost = survivors(bus, stream)
@@ -273,31 +268,30 @@ def test_failover_publishers_resume_and_workers_reconnect(
 
 
 def test_wait_replicas_loses_no_acknowledged_publish(
-    cluster: SentinelCluster,
+    tmp_path: Any,
     exchange: str,
     redis_url: str,
     redis_client: redis.Redis,
     start_worker: Callable[..., Worker],
 ) -> None:
-    worker = start_sentinel_worker(start_worker, cluster, redis_url)
-    bus = make_bus(cluster, exchange, wait_replicas=1, wait_timeout_ms=200)
-    try:
-        stream, killed_at, old_port = failover_under_stream(cluster, bus, restart_old_primary=True)
-        check_stream(stream, killed_at)
-        # With no replica left, publishes fail with ReplicationError until the old primary is
-        # back as a replica: the event is on the primary, but not yet safe.
-        assert any(isinstance(e, ReplicationError) for e, _ in stream.errors)
-        kept, lost = survivors(bus, stream)
-        order = {e: (i, round(t - killed_at, 3)) for i, (e, t) in enumerate(stream.acked)}
-        errs = [(type(e).__name__, round(t - killed_at, 3)) for e, t in stream.errors]
-        assert not lost, (
-            f"{len(lost)} acknowledged publishes lost despite WAIT: "
-            f"{sorted(order[e] for e in lost)[:3]}..{sorted(order[e] for e in lost)[-3:]}; "
-            f"primary now {cluster.primary_port()} old {old_port}; errors {errs[:3]}..{errs[-3:]}; "
-            f"acked {len(stream.acked)}"
-        )
-        undelivered = settle(redis_client, exchange, kept, worker, bus)
-        report("failover with WAIT", stream, lost, undelivered)
-        assert undelivered <= {e for e, t in stream.acked if t < killed_at}
-    finally:
-        bus.close()
+    # Two replicas: after the failover one is still there to acknowledge WAIT. (With a single
+    # replica publishing would stop until the old primary came back; restarting a primary that
+    # has no persistence is how Redis loses data, so this test does not do it.)
+    with SentinelCluster(replicas=2, directory=tmp_path / "sentinel2") as cluster:
+        worker = start_sentinel_worker(start_worker, cluster, redis_url)
+        bus = make_bus(cluster, exchange, wait_replicas=1, wait_timeout_ms=200)
+        try:
+            stream, killed_at, old_port = failover_under_stream(cluster, bus)
+            check_stream(stream, killed_at)
+            kept, lost = survivors(bus, stream)
+            order = {e: i for i, (e, _) in enumerate(stream.acked)}
+            assert not lost, (
+                f"{len(lost)} acknowledged publishes lost despite WAIT, at positions "
+                f"{sorted(order[e] for e in lost)[:10]}; primary now {cluster.primary_port()}, "
+                f"was {old_port}"
+            )
+            undelivered = settle(redis_client, exchange, kept, worker, bus)
+            report("failover with WAIT", stream, lost, undelivered)
+            assert undelivered <= {e for e, t in stream.acked if t < killed_at}
+        finally:
+            bus.close()
