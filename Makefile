@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-log bench-dlq bench-schemas soak clean
+.PHONY: venv demo test lint typecheck format bench bench-e2e bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -37,9 +37,19 @@ format: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# Every benchmark, each against its baseline in the same run; figures land in bench-results/.
 bench: venv
-	@scripts/with-redis.sh $(PY) benchmarks/publish.py
+	@mkdir -p bench-results
+	@scripts/with-redis.sh $(PY) benchmarks/publish.py --json bench-results/publish.json
+	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
 	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
+	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
+	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
+	@$(PY) benchmarks/log.py
+	@$(PY) benchmarks/redis_sizing.py
+
+bench-e2e: venv
+	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
 
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
@@ -50,6 +60,18 @@ bench-dlq: venv
 
 bench-schemas: venv
 	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
+
+# Redis sizing: bytes per queued delivery and per logged event (a private redis-server).
+bench-sizing: venv
+	@$(PY) benchmarks/redis_sizing.py
+
+# A subscriber 100x slower than another: shared worker vs dedicated -Q workers (private Redis).
+bench-slow: venv
+	@$(PY) benchmarks/slow_subscriber.py
+
+# 200,000 events through two subscribers; RSS of worker and publisher, Redis memory (private Redis).
+soak: venv
+	@$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN) build dist *.egg-info

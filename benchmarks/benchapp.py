@@ -23,6 +23,10 @@ app = Celery("bench", broker=URL, set_as_current=False)
 app.conf.task_default_queue = f"{EXCHANGE}.bare"
 app.conf.worker_prefetch_multiplier = int(os.environ.get("BENCH_PREFETCH", "4"))
 app.conf.worker_hijack_root_logger = False
+if os.environ.get("BENCH_PRIORITY_STEPS"):
+    # Kombu polls every priority step of every queue: 4 keys per queue by default.
+    steps = [int(x) for x in os.environ["BENCH_PRIORITY_STEPS"].split(",")]
+    app.conf.broker_transport_options = {"priority_steps": steps}
 bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"time_limit": 60})
 store = redis.Redis.from_url(URL)
 LAT = f"{EXCHANGE}:lat"

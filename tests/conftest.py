@@ -100,7 +100,9 @@ class Worker:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # A hard stop after the grace period, for the pool children too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._out.close()
         return self.proc.returncode

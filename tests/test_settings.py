@@ -59,3 +59,18 @@ def test_startup_check_compares_retry_delay_with_visibility():
     app.conf.accept_content = ["json", "pickle"]
     with pytest.raises(ConfigurationError, match="JSON only"):
         check_worker_config(app, 3600, bus.subscribers.values())
+
+
+def test_startup_check_counts_the_workers_own_time_limit():
+    """`celery worker --time-limit` limits every task without its own limit: it counts too."""
+    app = Celery("chk", set_as_current=False)
+    bus = EventBus(app, exchange="chk")
+
+    @bus.subscriber("a.*", name="nolimit", max_retries=3, default_retry_delay=10)
+    def handler(event):
+        pass
+
+    assert "no time_limit" in check_worker_config(app, 3600, bus.subscribers.values())[0]
+    assert check_worker_config(app, 3600, bus.subscribers.values(), 120) == []
+    with pytest.raises(ConfigurationError, match="nolimit"):
+        check_worker_config(app, 3600, bus.subscribers.values(), 3595)

@@ -30,6 +30,7 @@ from .eventlog import EventLog
 from .failures import DeadLetterMiddleware
 from .idempotency import TASK_FLAG as IDEMPOTENT
 from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
+from .malformed import make_malformed_step
 from .middleware import Middleware
 from .registry import SchemaRegistry
 from .settings import ENV_PREFIX, Settings
@@ -148,6 +149,9 @@ class EventBus:
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         app.steps["consumer"].add(make_binding_step(self))
+        app.steps["consumer"].add(
+            make_malformed_step(self.exchange, self._queues_to_subscribers, self._malformed_store)
+        )
         buses = getattr(app, APP_ATTRIBUTE, None)
         if buses is None:
             buses = []
@@ -350,6 +354,13 @@ class EventBus:
         if getattr(self.transport, "client", None) is None:
             return None
         return self.dead_letters
+
+    def _queues_to_subscribers(self) -> dict[str, str]:
+        return {sub.queue: sub.name for sub in self._subscribers.values()}
+
+    def _malformed_store(self) -> DeadLetterStore | None:
+        """Where malformed entries of the subscriber queues are recorded (``None``: nowhere)."""
+        return None if self._dead_letter_middleware is None else self._worker_dead_letters()
 
     def _redrive_targets(self) -> set[str]:
         return set(self.bindings()) | set(self._subscribers)

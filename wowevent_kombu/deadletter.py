@@ -12,9 +12,11 @@ from typing import Any
 
 from .errors import InvalidFilterError
 
-REASONS = ("exhausted", "rejected", "invalid", "worker_lost")
+REASONS = ("exhausted", "rejected", "invalid", "worker_lost", "malformed")
 """Why a delivery was dead-lettered: retries used up; a ``Reject`` or a ``dont_autoretry_for``
-exception; an event that is not a valid CloudEvent; the pool child died past ``max_retries``."""
+exception; an event that is not a valid CloudEvent; the pool child died past ``max_retries``;
+a queue entry that was not a runnable message of the subscriber (not JSON, not a Celery
+message, an unknown task, a refused content type such as pickle)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -259,7 +259,7 @@ class Event:
     def from_json(cls, text: str | bytes) -> Event:
         """Parse the CloudEvents JSON structured form."""
         try:
-            document = json.loads(text)
+            document = decode_json(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidEventError(f"not a JSON CloudEvent: {exc}") from exc
         return cls.from_cloudevent(document)
@@ -276,7 +276,12 @@ def encode_json(value: Any, *, event_type: str | None = None) -> str:
     """Strict, compact JSON: refuses NaN/Infinity, non-string keys and non-JSON objects."""
     try:
         return _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise EventEncodingError(
+            "event data is nested too deeply to encode as JSON; flatten it",
+            event_type=event_type,
+        ) from None
+    except (TypeError, ValueError) as exc:
         raise EventEncodingError(
             f"event data is not JSON-serialisable: {exc}; send only dicts, lists, strings, "
             "finite numbers, booleans and null",
@@ -285,5 +290,13 @@ def encode_json(value: Any, *, event_type: str | None = None) -> str:
 
 
 def decode_json(text: str | bytes) -> Any:
-    """Strict JSON decoding: refuses NaN/Infinity, which Python's json accepts by default."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """Strict JSON decoding: refuses NaN/Infinity, which Python's json accepts by default.
+
+    Raises:
+        ValueError: not JSON, NaN/Infinity, or nested too deeply for the decoder (which would
+            otherwise raise ``RecursionError``).
+    """
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply to decode") from None

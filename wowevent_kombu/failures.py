@@ -12,8 +12,10 @@ Where Celery calls us, and why that is before the acknowledgement:
   before handing over to Celery's ``on_failure``.
 * A hard time limit kills the child too. billiard reports it to ``Request.on_failure`` (which
   acks) before ``Request.on_timeout`` (which runs ``Task.on_failure``, without the request on
-  the task's stack). :class:`SubscriberRequest` runs the hooks in ``on_failure``, before the
-  ack, and marks the request so ``on_timeout`` does not run them again.
+  the task's stack). With retries left (and ``retry_on_worker_lost``, the subscriber default)
+  :class:`SubscriberRequest` sends a counted retry, as for a lost child; at the last attempt it
+  runs the hooks in ``on_failure``, before the ack. Either way it marks the request so
+  ``on_timeout`` does not run them again.
 * If the record cannot be written the middleware raises :class:`DeadLetterWriteError`;
   :class:`SubscriberRequest` then requeues the message (at the tail of the subscriber's queue)
   instead of acking it; if Redis refuses that too, the message stays unacked and Redis restores
@@ -268,6 +270,8 @@ class SubscriberRequest(Request):  # type: ignore[misc]
             exc = exc.exc
         if isinstance(exc, DeadLetterWriteError):
             return self._requeue(exc)
+        if isinstance(exc, TimeLimitExceeded) and self._retry_time_limit(exc, exc_info):
+            return None
         lost = isinstance(exc, WorkerLostError) or (
             isinstance(exc, SystemExit | KeyboardInterrupt)
             and not (self._already_cancelled or self._already_revoked)
@@ -289,6 +293,30 @@ class SubscriberRequest(Request):  # type: ignore[misc]
                 setattr(context, FAILURE_HANDLED, True)
                 self.task.request_stack.pop()
         return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _retry_time_limit(self, exc: BaseException, exc_info: Any) -> bool:
+        """Count a hard time limit as a retry, as Celery counts a lost pool child.
+
+        The limit kills the pool child, so nothing in the child could retry. With
+        ``retry_on_worker_lost`` (the subscriber default) and retries left, a retry is sent to
+        the subscriber's own queue after ``default_retry_delay`` and the delivery acked;
+        otherwise the caller dead-letters it.
+
+        Returns:
+            Whether the retry was sent.
+        """
+        task = self.task
+        max_retries = task.max_retries
+        if not task.retry_on_worker_lost or (
+            max_retries is not None and self._context.retries >= max_retries
+        ):
+            return False
+        # Celery's on_timeout runs Task.on_failure next: this flag keeps it from recording.
+        setattr(self._context, FAILURE_HANDLED, True)
+        if self._retry_worker_lost(exc, exc_info):
+            return True
+        setattr(self._context, FAILURE_HANDLED, False)
+        return False
 
     def _requeue(self, exc: BaseException) -> None:
         """Put the delivery back at the tail of its queue instead of acking an unrecorded loss.

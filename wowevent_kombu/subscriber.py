@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import InvalidTaskError
 from kombu import Exchange, Queue, binding
+from kombu.exceptions import ContentDisallowed
 
 from . import names
-from .errors import InvalidEventError, InvalidSubscriberError, Reject
+from .errors import DeadLetterWriteError, InvalidEventError, InvalidSubscriberError, Reject
 from .event import Event
 from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
@@ -32,6 +34,7 @@ the handler ran, and a killed pool child counts as a retry instead of losing the
 _RESERVED = frozenset({"name", "base", "queue", "exchange", "routing_key", "shared", "lazy"})
 _ANONYMOUS = Exchange("", type="direct")
 _DECODED = "wowevent_decoded_event"
+JSON_CONTENT_TYPE = "application/json"
 
 
 class SubscriberTask(Task):  # type: ignore[misc]
@@ -63,6 +66,33 @@ class SubscriberTask(Task):  # type: ignore[misc]
         except (InvalidEventError, KeyError, TypeError):
             return None
 
+    def start_strategy(self, app: Celery, consumer: Any, **kwargs: Any) -> Any:
+        """Celery's strategy for this task, refusing foreign content and malformed bodies first.
+
+        A content type other than JSON raises ``ContentDisallowed`` before the body is
+        decoded, so a pickled body is never unpickled; a body that is not
+        ``[args, {"event": {...}}, embed]`` raises ``InvalidTaskError`` (Celery would otherwise
+        fail to unpack it in the worker's main process and stop the worker). Celery then
+        reports the message as invalid and drops it, after :mod:`wowevent_kombu.malformed` has
+        dead-lettered it.
+        """
+        strategy = super().start_strategy(app, consumer, **kwargs)
+        subscriber = self.wowevent_subscriber
+
+        def json_only(message: Any, *args: Any, **options: Any) -> Any:
+            content_type = getattr(message, "content_type", None)
+            if content_type != JSON_CONTENT_TYPE:
+                raise ContentDisallowed(
+                    f"subscriber {subscriber!r} accepts {JSON_CONTENT_TYPE} only, "
+                    f"got content type {content_type!r}"
+                )
+            problem = body_problem(message.payload)  # decoded once; Celery reuses it
+            if problem is not None:
+                raise InvalidTaskError(f"subscriber {subscriber!r}: {problem}")
+            return strategy(message, *args, **options)
+
+        return json_only
+
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         if not self.wowevent_middleware:
             return
@@ -88,6 +118,12 @@ class SubscriberTask(Task):  # type: ignore[misc]
             return
         if getattr(self.request, FAILURE_HANDLED, False):
             return  # the worker's main process already ran the hooks (see SubscriberRequest)
+        if isinstance(exc, DeadLetterWriteError):
+            # Celery's trace calls on_failure again with the error our own hook raised. Raising
+            # it once more would escape the trace: with the solo and threads pools that stops
+            # the worker. Returning lets the trace report it as the delivery's failure, and
+            # SubscriberRequest.on_failure requeues the delivery.
+            return
         run_hooks(
             self.wowevent_middleware, "on_failure", self, self.wowevent_event(kwargs), exc, einfo,
             reverse=True,
@@ -108,6 +144,20 @@ class SubscriberTask(Task):  # type: ignore[misc]
             no_declare=True,
         )
         return super().signature_from_request(request, args, kwargs, queue=own, **extra_options)
+
+
+def body_problem(body: Any) -> str | None:
+    """What is wrong with a decoded task body for a subscriber, or ``None`` when it is usable."""
+    if not isinstance(body, list | tuple) or len(body) != 3:
+        return "the task body is not [args, kwargs, embed]"
+    args, kwargs, embed = body
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        return "the task body's args are not a list or its kwargs not an object"
+    if embed is not None and not isinstance(embed, dict):
+        return "the task body's embed is not an object"
+    if not isinstance(kwargs.get(EVENT_KWARG), dict):
+        return f"the task body carries no {EVENT_KWARG!r} object"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from celery import Celery, bootsteps
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
     from .bus import EventBus
 
 log = logging.getLogger(__name__)
+
+GUARDED_TRANSPORT = "wowevent_kombu.redistransport:Transport"
+"""What ``broker_transport`` is set to in workers (see :func:`install_guarded_transport`)."""
 
 _UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
 
@@ -35,9 +40,20 @@ def longest_retry_delay(task: Any, conf: Any) -> float:
 
 
 def check_worker_config(
-    app: Celery, visibility_timeout: float, subscribers: Iterable[Subscriber]
+    app: Celery,
+    visibility_timeout: float,
+    subscribers: Iterable[Subscriber],
+    worker_time_limit: float | None = None,
 ) -> list[str]:
     """Refuse configurations that lose or duplicate events; return warnings for the doubtful.
+
+    Args:
+        app: The worker's Celery app.
+        visibility_timeout: The broker's redelivery timeout (seconds).
+        subscribers: The subscribers this worker runs.
+        worker_time_limit: The worker's own hard limit (``celery worker --time-limit``), which
+            applies to every task without a ``time_limit`` of its own; defaults to the app's
+            ``task_time_limit``.
 
     Raises:
         ConfigurationError: pickle or another unsafe serialiser is accepted, or a subscriber's
@@ -56,7 +72,7 @@ def check_worker_config(
     warnings: list[str] = []
     for sub in subscribers:
         task = sub.task
-        time_limit = task.time_limit or conf.task_time_limit
+        time_limit = task.time_limit or worker_time_limit or conf.task_time_limit
         delay = longest_retry_delay(task, conf)
         held = delay + float(time_limit or 0)
         if held >= visibility_timeout:
@@ -75,6 +91,41 @@ def check_worker_config(
     return warnings
 
 
+def install_guarded_transport(app: Celery) -> bool:
+    """Make the worker read its queues through :mod:`wowevent_kombu.redistransport`.
+
+    Kombu's stock Redis channel stops the worker on a queue entry that is not a JSON envelope;
+    the guarded one quarantines it instead. Applied to ``redis://`` and ``rediss://`` brokers
+    when ``broker_transport`` is unset; another transport set on purpose is left alone (with a
+    warning). A ``rediss://`` URL without TLS options keeps Kombu's own default (certificates
+    not verified, with the same warning Kombu gives); pass ``ssl_cert_reqs=required`` and
+    ``ssl_ca_certs=...`` in the URL or set ``broker_use_ssl`` to verify them.
+
+    Returns:
+        Whether the guarded transport is used.
+    """
+    conf = app.conf
+    url = str(conf.broker_url or "")
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss"):
+        return False
+    if conf.broker_transport not in (None, "", "redis", "rediss", GUARDED_TRANSPORT):
+        log.warning(
+            "broker_transport=%r is not the guarded Redis transport: a malformed queue entry "
+            "can stop this worker", conf.broker_transport,
+        )  # fmt: skip
+        return False
+    tls_options = [k for k in parse_qs(urlsplit(url).query) if k.startswith("ssl_")]
+    if scheme == "rediss" and not conf.broker_use_ssl and not tls_options:
+        log.warning(
+            "rediss:// broker URL without TLS options: the server certificate is not verified; "
+            "add ssl_cert_reqs=required&ssl_ca_certs=<ca file> to the URL or set broker_use_ssl"
+        )
+        conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_NONE}
+    conf.broker_transport = GUARDED_TRANSPORT
+    return True
+
+
 def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
@@ -86,10 +137,14 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
             for warning in check_worker_config(
-                worker.app, bus.settings.visibility_timeout, bus.subscribers.values()
+                worker.app,
+                bus.settings.visibility_timeout,
+                bus.subscribers.values(),
+                getattr(worker, "time_limit", None),
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
+            install_guarded_transport(worker.app)
 
     return WowEventStep
 

@@ -122,7 +122,7 @@ def ackkill(self, event):
     raise RuntimeError("fails, then the worker dies before the ack")
 
 
-@bus.subscriber("slow.*", name="overtime", bind=True, time_limit=1)
+@bus.subscriber("slow.*", name="overtime", bind=True, time_limit=1, max_retries=0)
 def overtime(self, event):
     record(self, event)
     time.sleep(30)

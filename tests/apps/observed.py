@@ -9,8 +9,7 @@ import time
 import redis
 from celery import Celery
 
-from wowevent_kombu import EventBus, Middleware, instrument
-from wowevent_kombu.metrics import DEAD_LETTERED_MARK
+from wowevent_kombu import EventBus, instrument
 
 URL = os.environ["WOWEVENT_TEST_REDIS_URL"]
 EXCHANGE = os.environ["WOWEVENT_TEST_EXCHANGE"]
@@ -22,15 +21,6 @@ bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"default_retry_delay
 store = redis.Redis.from_url(URL)
 
 
-class MarkDeadLettered(Middleware):
-    """Stands in for a dead-letter middleware: marks final failures of events asking for it."""
-
-    def on_failure(self, task, event, exc, einfo):
-        if event is not None and isinstance(event.data, dict) and event.data.get("dlq"):
-            setattr(task.request, DEAD_LETTERED_MARK, True)
-
-
-bus.add_middleware(MarkDeadLettered())
 metrics = instrument(bus)
 
 

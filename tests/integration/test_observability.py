@@ -104,8 +104,7 @@ def test_counters_match_a_known_workload_on_a_prefork_worker_of_two_children(
         ("ok", "succeeded"): 20,
         ("flaky", "retried"): 10,
         ("flaky", "succeeded"): 5,
-        ("doomed", "dead_lettered"): 3,
-        ("doomed", "failed"): 2,
+        ("doomed", "dead_lettered"): 5,  # the bus's dead-letter store takes every final failure
     }
     url = f"http://127.0.0.1:{port}/metrics"
 

@@ -1,0 +1,84 @@
+"""The guarded Redis channel's entry parsing, and when workers are switched to it."""
+
+import base64
+import json
+import ssl
+
+import pytest
+from celery import Celery
+
+from wowevent_kombu import wire
+from wowevent_kombu.redistransport import (
+    MALFORMED_HEADER,
+    QUARANTINE_CONTENT_TYPE,
+    SOURCE_QUEUE,
+    envelope_problem,
+    parse_entry,
+)
+from wowevent_kombu.worker import GUARDED_TRANSPORT, install_guarded_transport
+
+
+def test_a_real_message_passes_through_stamped_with_its_queue():
+    prepared = wire.prepare('{"id":"1"}', event_type="a.b")
+    raw = wire.task_message(prepared, task="t", task_id="i", queue="q", sender="s")
+    payload = parse_entry(raw.encode(), "x.q")
+    assert payload["headers"]["task"] == "t"
+    assert payload["properties"][SOURCE_QUEUE] == "x.q"
+    assert envelope_problem(json.loads(raw)) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[" * 100_000, "not JSON"),
+        (b"[1]", "but a list"),
+        (b'{"a": 1}', "no 'properties'"),
+        (b'{"properties": {"delivery_tag": 5}}', "delivery_tag"),
+        (b'{"properties": {"delivery_tag": "t", "delivery_info": {}}}', "delivery_info"),
+        (b'{"headers": [], "properties": {"delivery_tag": "t", "delivery_info": '
+         b'{"exchange": "", "routing_key": "q"}}}', "headers"),
+        (b'{"body": "%%", "properties": {"delivery_tag": "t", "body_encoding": "base64", '
+         b'"delivery_info": {"exchange": "", "routing_key": "q"}}}', "base64"),
+        (b'{"properties": {"delivery_tag": "t", "body_encoding": "rot13", '
+         b'"delivery_info": {"exchange": "", "routing_key": "q"}}}', "body_encoding"),
+    ],
+)  # fmt: skip
+def test_unusable_entries_are_quarantined_with_their_raw_bytes(raw, problem):
+    payload = parse_entry(raw, "x.q")
+    assert payload["content-type"] == QUARANTINE_CONTENT_TYPE
+    assert problem in payload["headers"][MALFORMED_HEADER]
+    assert base64.b64decode(payload["body"]) == raw
+    assert payload["properties"]["delivery_info"] == {"exchange": "", "routing_key": "x.q"}
+    assert payload["properties"][SOURCE_QUEUE] == "x.q"
+
+
+def app(url, **conf):
+    celery = Celery("t", broker=url, set_as_current=False)
+    celery.conf.update(conf)
+    return celery
+
+
+def test_workers_of_redis_brokers_get_the_guarded_transport():
+    redis_app = app("redis://localhost:6379/0")
+    assert install_guarded_transport(redis_app)
+    assert redis_app.conf.broker_transport == GUARDED_TRANSPORT
+    assert not install_guarded_transport(app("memory://"))
+
+
+def test_a_transport_chosen_on_purpose_is_left_alone(caplog):
+    chosen = app("redis://localhost:6379/0", broker_transport="myproject.transport:Custom")
+    assert not install_guarded_transport(chosen)
+    assert chosen.conf.broker_transport == "myproject.transport:Custom"
+    assert "can stop this worker" in caplog.text
+
+
+def test_rediss_keeps_its_tls_options_or_kombus_default(caplog):
+    verified = app("rediss://localhost:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/ca.crt")
+    assert install_guarded_transport(verified)
+    assert not verified.conf.broker_use_ssl
+    bare = app("rediss://localhost:6380/0")
+    assert install_guarded_transport(bare)
+    assert bare.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+    assert "not verified" in caplog.text

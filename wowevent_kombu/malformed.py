@@ -1,0 +1,201 @@
+"""Malformed queue entries: recorded as dead letters of the subscriber whose queue held them.
+
+A subscriber queue is a plain Redis list: anyone with write access can ``LPUSH`` anything into
+it. Celery reports what it cannot run through four consumer callbacks, each of which logs and
+then rejects (drops) the message: ``on_decode_error`` (content that is not accepted, e.g.
+pickle, or a quarantined entry that was not a message at all, see
+:mod:`wowevent_kombu.redistransport`), ``on_unknown_message`` (no task name), ``on_unknown_task``
+(a task this worker does not have) and ``on_invalid_task`` (a refused content type on a
+subscriber task, or headers Celery cannot use). The worker step made here wraps them: when the
+entry came from one of the bus's subscriber queues, a dead-letter record with reason
+``malformed`` is written first, then Celery's own callback logs and drops it. An entry from any
+other queue, or one whose record cannot be written, is dropped with Celery's logged reason.
+Either way it is never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from celery import bootsteps
+
+from .deadletter import Attempt, DeadLetter
+from .deadletterstore import DeadLetterStore
+from .redistransport import MALFORMED_HEADER, SOURCE_QUEUE
+
+log = logging.getLogger(__name__)
+
+RAW_LIMIT = 64 * 1024
+"""Characters of a malformed entry's content kept in its dead-letter record."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_HOOKS = ("on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task")
+
+
+def source_queue(message: Any) -> str | None:
+    """The queue a message was popped from (as stamped by the guarded channel), if known."""
+    properties = getattr(message, "properties", None) or {}
+    queue = properties.get(SOURCE_QUEUE)
+    if isinstance(queue, str):
+        return queue
+    info = getattr(message, "delivery_info", None) or {}
+    # Without the stamp (another transport) the routing key is the best guess; deliveries of
+    # this bus are addressed to their queue through the anonymous exchange.
+    routing_key = info.get("routing_key")
+    return routing_key if isinstance(routing_key, str) and info.get("exchange") == "" else None
+
+
+def describe(message: Any, problem: str) -> str:
+    """One line saying what is wrong with ``message`` (a quarantined entry says it itself)."""
+    headers = getattr(message, "headers", None)
+    quarantined = headers.get(MALFORMED_HEADER) if isinstance(headers, dict) else None
+    return quarantined if isinstance(quarantined, str) else problem
+
+
+def raw_content(message: Any) -> str:
+    """The entry's body as text (bytes that are not UTF-8 escaped), cut at :data:`RAW_LIMIT`."""
+    body = getattr(message, "body", b"")
+    if isinstance(body, bytes | bytearray):
+        text = bytes(body).decode("utf-8", "backslashreplace")
+    else:
+        text = str(body)
+    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "..."
+
+
+def malformed_record(message: Any, subscriber: str, problem: str) -> DeadLetter:
+    """The dead-letter record of a malformed entry found in ``subscriber``'s queue."""
+    headers = getattr(message, "headers", None)
+    headers = headers if isinstance(headers, dict) else {}
+    task_id = headers.get("id")
+    record_id = (
+        task_id
+        if isinstance(task_id, str) and _SAFE_ID.match(task_id)
+        else f"malformed-{uuid.uuid4().hex}"
+    )
+    content_type = getattr(message, "content_type", None)
+    return DeadLetter(
+        id=record_id,
+        subscriber=subscriber,
+        event_id=None,
+        event_type=None,
+        event={
+            "content_type": content_type,
+            "headers": _safe_headers(headers),
+            "body": raw_content(message),
+        },
+        reason="malformed",
+        attempts=(
+            Attempt(
+                number=1,
+                exception_type="wowevent_kombu.MalformedMessage",
+                message=problem,
+                traceback="",
+                failed_at=time.time(),
+            ),
+        ),
+    )
+
+
+def _safe_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k)[:200]: repr(v)[:1000] for k, v in list(headers.items())[:50]}
+
+
+class MalformedEntries:
+    """Records malformed entries of one bus's subscriber queues.
+
+    Args:
+        subscribers_by_queue: Returns ``{queue: subscriber name}`` for the bus.
+        store: Returns the dead-letter store, or ``None`` when the bus records nothing.
+    """
+
+    def __init__(
+        self,
+        subscribers_by_queue: Callable[[], Mapping[str, str]],
+        store: Callable[[], DeadLetterStore | None],
+    ) -> None:
+        self._subscribers = subscribers_by_queue
+        self._store = store
+
+    def record(self, message: Any, problem: str) -> bool:
+        """Write the record if ``message`` came from a subscriber queue; ``True`` if written."""
+        queue = source_queue(message)
+        subscriber = self._subscribers().get(queue or "")
+        if subscriber is None:
+            return False
+        store = self._store()
+        reason = describe(message, problem)
+        if store is None:
+            log.error("malformed entry in %s dropped (dead-lettering is off): %s", queue, reason)
+            return False
+        record = malformed_record(message, subscriber, reason)
+        try:
+            store.write(record)
+        except Exception:
+            log.exception("malformed entry in %s dropped: its record could not be written", queue)
+            return False
+        log.warning(
+            "malformed entry in %s dead-lettered as %s (subscriber %s): %s",
+            queue, record.id, subscriber, reason,
+        )  # fmt: skip
+        return True
+
+    def wrap(self, consumer: Any) -> None:
+        """Put the recording in front of the consumer's four malformed-message callbacks."""
+        for hook in _HOOKS:
+            setattr(consumer, hook, self._wrapped(hook, getattr(consumer, hook)))
+
+    def _wrapped(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def on_decode_error(message: Any, exc: BaseException) -> Any:
+            self._guard(message, f"content refused or undecodable: {exc}")
+            return original(message, exc)
+
+        def on_unknown_message(body: Any, message: Any) -> Any:
+            self._guard(message, "not a Celery task message (no task name)")
+            return original(body, message)
+
+        def on_unknown_task(body: Any, message: Any, exc: BaseException) -> Any:
+            headers = getattr(message, "headers", None) or {}
+            self._guard(message, f"no task named {headers.get('task')!r} in this worker")
+            return original(body, message, exc)
+
+        def on_invalid_task(body: Any, message: Any, exc: BaseException) -> Any:
+            self._guard(message, str(exc))
+            return original(body, message, exc)
+
+        hooks: dict[str, Callable[..., Any]] = {
+            "on_decode_error": on_decode_error,
+            "on_unknown_message": on_unknown_message,
+            "on_unknown_task": on_unknown_task,
+            "on_invalid_task": on_invalid_task,
+        }
+        return hooks[hook]
+
+    def _guard(self, message: Any, problem: str) -> None:
+        try:
+            self.record(message, problem)
+        except Exception:  # a hook that raises would stop the worker: log, let Celery drop it
+            log.exception("could not inspect a malformed message")
+
+
+def make_malformed_step(
+    name: str,
+    subscribers_by_queue: Callable[[], Mapping[str, str]],
+    store: Callable[[], DeadLetterStore | None],
+) -> type[bootsteps.StartStopStep]:
+    """A consumer bootstep that records malformed entries of one bus (see the module doc)."""
+    entries = MalformedEntries(subscribers_by_queue, store)
+
+    class WowEventMalformed(bootsteps.StartStopStep):  # type: ignore[misc]
+        """Wraps the consumer's malformed-message callbacks before its task handler is built."""
+
+        def __init__(self, consumer: Any, **kwargs: Any) -> None:
+            super().__init__(consumer, **kwargs)
+            entries.wrap(consumer)
+
+    WowEventMalformed.name = f"wowevent_kombu.malformed.WowEventMalformed[{name}]"
+    return WowEventMalformed
