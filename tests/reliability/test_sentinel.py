@@ -104,6 +104,22 @@ def test_publish_worker_log_dlq_registry_and_service_all_work_on_sentinel(
         finally:
             own.close()
 
+        # Workers read sentinel:// queues through the guarded transport: an entry that is not
+        # a message is dead-lettered as malformed instead of stopping the worker.
+        broker = bus.transport.client  # type: ignore[attr-defined]
+        broker.lpush(f"{exchange}.counter", b"\xff not a message")
+        after = bus.publish("stream.two", {"n": 2})
+        wait_for(
+            lambda: after.id in {e for e, _ in handled(redis_client, exchange)},
+            message="the event after the malformed entry",
+        )
+        malformed = wait_for(
+            lambda: [r for r in bus.dead_letters.list().records if r.reason == "malformed"],
+            message="the malformed entry's dead letter",
+        )
+        assert [r.subscriber for r in malformed] == ["counter"]
+        assert worker.proc.poll() is None and "Unrecoverable error" not in worker.text()
+
         # The CLI on --broker sentinel://..., with the service name from the environment.
         runner = CliRunner()
         base = ["--broker", cluster.url, "--exchange", exchange]
