@@ -67,6 +67,21 @@ def test_workers_of_redis_brokers_get_the_guarded_transport():
     assert not install_guarded_transport(app("memory://"))
 
 
+def test_workers_of_sentinel_brokers_get_the_guarded_sentinel_transport():
+    from kombu.transport.redis import SentinelChannel
+
+    from wowevent_kombu.redistransport import GuardedChannel, SentinelTransport
+    from wowevent_kombu.worker import GUARDED_SENTINEL_TRANSPORT
+
+    sentinel_app = app("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380")
+    assert install_guarded_transport(sentinel_app)
+    assert sentinel_app.conf.broker_transport == GUARDED_SENTINEL_TRANSPORT
+    assert issubclass(SentinelTransport.Channel, GuardedChannel)
+    assert issubclass(SentinelTransport.Channel, SentinelChannel)
+    chosen = app("sentinel://127.0.0.1:26379", broker_transport="sentinel")
+    assert install_guarded_transport(chosen)
+
+
 def test_a_transport_chosen_on_purpose_is_left_alone(caplog):
     chosen = app("redis://localhost:6379/0", broker_transport="myproject.transport:Custom")
     assert not install_guarded_transport(chosen)

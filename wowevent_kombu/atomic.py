@@ -21,10 +21,14 @@ _MULTI = hiredis.pack_command(("MULTI",))
 _EXEC = hiredis.pack_command(("EXEC",))
 
 
-def execute_atomic(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def execute_atomic(
+    client: redis.Redis, commands: Sequence[Command], *, then: Sequence[Command] = ()
+) -> list[Any]:
     """Run ``commands`` in one MULTI/EXEC on a connection borrowed from the pool.
 
-    Returns the replies, raw and undecoded.
+    Returns the replies, raw and undecoded. ``then`` commands are sent right after ``EXEC`` on
+    the same connection (``WAIT`` must be, to count the replicas that received this
+    transaction); their replies follow EXEC's.
 
     Raises:
         redis.ResponseError: a command was refused when queued (Redis then aborted the whole
@@ -34,7 +38,7 @@ def execute_atomic(client: redis.Redis, commands: Sequence[Command]) -> list[Any
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        return _transact(conn, commands)
+        return _transact(conn, commands, then)
     except redis.ResponseError:
         raise
     except BaseException:
@@ -56,11 +60,11 @@ class PinnedTransactions:
         self._pool = client.connection_pool
         self._local = threading.local()
 
-    def execute(self, commands: Sequence[Command]) -> list[Any]:
+    def execute(self, commands: Sequence[Command], *, then: Sequence[Command] = ()) -> list[Any]:
         """Like :func:`execute_atomic`, on this thread's pinned connection."""
         conn = self._acquire()
         try:
-            return _transact(conn, commands)
+            return _transact(conn, commands, then)
         except redis.ResponseError:
             raise  # every reply was read: the connection is still in step
         except BaseException:
@@ -89,8 +93,10 @@ class PinnedTransactions:
         self._local.conn = None
 
 
-def _transact(conn: Any, commands: Sequence[Command]) -> list[Any]:
-    packed = b"".join([_MULTI, *map(hiredis.pack_command, commands), _EXEC])
+def _transact(conn: Any, commands: Sequence[Command], then: Sequence[Command] = ()) -> list[Any]:
+    packed = b"".join(
+        [_MULTI, *map(hiredis.pack_command, commands), _EXEC, *map(hiredis.pack_command, then)]
+    )
     conn.send_packed_command([packed])
     queued_errors: list[redis.ResponseError] = []
     for _ in range(len(commands) + 1):
@@ -98,15 +104,24 @@ def _transact(conn: Any, commands: Sequence[Command]) -> list[Any]:
             conn.read_response()
         except redis.ResponseError as exc:
             queued_errors.append(exc)
+    replies: Any
     try:
         replies = conn.read_response()
     except redis.ResponseError as exc:
-        raise (queued_errors[0] if queued_errors else exc) from None
+        replies = exc
+    after: list[Any] = []
+    for _ in then:  # read every reply before raising, so the connection stays in step
+        try:
+            after.append(conn.read_response())
+        except redis.ResponseError as exc:
+            after.append(exc)
+    if isinstance(replies, redis.ResponseError):
+        raise (queued_errors[0] if queued_errors else replies) from None
     if queued_errors:
         raise queued_errors[0]
     if not isinstance(replies, list):
         raise redis.ResponseError(f"unexpected EXEC reply {replies!r}")
-    for reply in replies:
+    for reply in [*replies, *after]:
         if isinstance(reply, Exception):
             raise reply
-    return replies
+    return [*replies, *after]

@@ -70,6 +70,11 @@ class EventBus:
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
+        wait_replicas: After each publish, wait for this many replicas to acknowledge it
+            (Redis ``WAIT``) and raise :class:`~wowevent_kombu.errors.ReplicationError` when
+            fewer do; closes the window in which a failover loses acknowledged publishes, at the
+            cost of one replication round trip per publish (see ``docs/scaling.md``).
+        wait_timeout_ms: How long that wait may take (milliseconds, below ``publish_timeout``).
         dead_lettering: Record failed deliveries in the dead-letter store (:attr:`dead_letters`).
         dead_letter_retention: Optional ``{"max_age": seconds, "max_records": n}``, applied
             after each dead-letter write; what it drops is logged as a warning.
@@ -93,6 +98,8 @@ class EventBus:
         subscriber_defaults: Mapping[str, Any] | None = None,
         publish_timeout: float | None = None,
         max_event_bytes: int | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
         middleware: Sequence[Middleware] = (),
         dead_lettering: bool = True,
         dead_letter_retention: Mapping[str, float | int | None] | None = None,
@@ -114,6 +121,8 @@ class EventBus:
         self._overrides: dict[str, Any] = {
             "publish_timeout": publish_timeout,
             "max_event_bytes": max_event_bytes,
+            "wait_replicas": wait_replicas,
+            "wait_timeout_ms": wait_timeout_ms,
         }
         self.source = source
         self._transport = transport

@@ -1,4 +1,9 @@
-"""Redis clients made from the broker URL, with bounded timeouts and no hidden retries."""
+"""Redis clients made from the broker settings, with bounded timeouts and no hidden retries.
+
+With a ``sentinel://`` broker the client asks the sentinels for the current primary whenever it
+opens a connection, so after a failover the next command (once its broken connection has been
+dropped) reaches the new primary; a command that was in flight when the primary died fails.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .errors import ConfigurationError
-from .settings import Settings, redact_url
+from .settings import Settings, redact_url, sentinel_hosts
 
 
 def redis_url(broker_url: str) -> str:
@@ -28,7 +34,8 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
     ``EXEC`` could commit twice. Callers that want retries add them knowingly.
     """
     url = redis_url(settings.broker_url)
-    if urlsplit(url).scheme == "memory":
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
         raise ConfigurationError("the memory:// broker has no Redis; use wowevent_kombu.testing")
     kwargs: dict[str, Any] = {
         "socket_timeout": settings.publish_timeout,
@@ -38,8 +45,60 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
         "client_name": "wowevent",
     }
     kwargs.update(options)
+    if scheme == "sentinel":
+        return _sentinel_client(settings, kwargs)
     try:
         client: redis.Redis = redis.Redis.from_url(url, **kwargs)
     except ValueError as exc:
         raise ConfigurationError(f"bad broker URL {redact_url(url)}: {exc}") from exc
     return client
+
+
+def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
+    """A client of the primary that Sentinel names, re-resolved on every new connection."""
+    first = urlsplit(settings.broker_url.split(";")[0])
+    try:
+        db = int(first.path.strip("/") or 0)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"bad database in {redact_url(settings.broker_url)}: {first.path!r}"
+        ) from exc
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": settings.publish_timeout,
+        "socket_connect_timeout": settings.publish_timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if settings.sentinel_username is not None:
+        sentinel_kwargs["username"] = settings.sentinel_username
+    if settings.sentinel_password is not None:
+        sentinel_kwargs["password"] = settings.sentinel_password
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel_hosts(settings.broker_url), sentinel_kwargs=sentinel_kwargs
+    )
+    master_kwargs = dict(kwargs)
+    if first.username:
+        master_kwargs.setdefault("username", first.username)
+    if first.password:
+        master_kwargs.setdefault("password", first.password)
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        str(settings.master_name), db=db, **master_kwargs
+    )
+    return client
+
+
+def kombu_transport_options(settings: Settings) -> dict[str, Any]:
+    """Transport options for a Kombu ``Connection`` of the bus's own (outside a worker)."""
+    options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if urlsplit(settings.broker_url).scheme == "sentinel":
+        options["master_name"] = settings.master_name
+        sentinel_kwargs = {
+            key: value
+            for key, value in (
+                ("username", settings.sentinel_username),
+                ("password", settings.sentinel_password),
+            )
+            if value is not None
+        }
+        if sentinel_kwargs:
+            options["sentinel_kwargs"] = sentinel_kwargs
+    return options

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Connection, Consumer, Queue
 
 from . import names
+from .connection import kombu_transport_options
 from .errors import InvalidEventError, InvalidSubscriberError
 from .event import Event
 from .matcher import TopicMatcher
@@ -62,7 +63,7 @@ def run_consumer(
         handled += 1
 
     try:
-        options = {"visibility_timeout": bus.settings.visibility_timeout}
+        options = kombu_transport_options(bus.settings)
         with (
             Connection(bus.settings.broker_url, transport_options=options) as conn,
             Consumer(

@@ -26,7 +26,8 @@
     │   ├── IncompatibleSchemaError  the compatibility mode refuses the change (names it)
     │   └── UnknownSchemaError       no schema of that type (and version) is registered
     └── PublishError                 Redis did not accept the publish
-        └── UnroutableEventError     ``mandatory=True`` and no subscriber matched
+        ├── UnroutableEventError     ``mandatory=True`` and no subscriber matched
+        └── ReplicationError         written on the primary, too few replicas acknowledged it
 
 Every error carries the context it is about (event id, type, subscriber) as attributes and says
 in its message what to do about it.
@@ -210,6 +211,19 @@ class PublishError(WowEventError):
 
 class UnroutableEventError(PublishError):
     """``mandatory=True`` was asked and no subscriber's pattern matched the event type."""
+
+
+class ReplicationError(PublishError):
+    """``wait_replicas`` was asked and fewer replicas acknowledged the publish in time.
+
+    The publish is on the primary (subscribers may already run it) but a failover could lose
+    it, so ``outcome_unknown`` is true: re-publish the same event (same id) once the replicas
+    are back. ``acknowledged`` is how many replicas did confirm it.
+    """
+
+    def __init__(self, message: str, *, acknowledged: int = 0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.acknowledged = acknowledged
 
 
 class LogQueryError(WowEventError, ValueError):

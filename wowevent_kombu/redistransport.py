@@ -140,3 +140,13 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
     """Kombu's Redis transport using :class:`GuardedChannel` (``redis://`` and ``rediss://``)."""
 
     Channel = GuardedChannel
+
+
+class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """:class:`GuardedChannel`'s parsing on Kombu's Sentinel channel."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+    """Kombu's Sentinel transport using :class:`GuardedSentinelChannel` (``sentinel://``)."""
+
+    Channel = GuardedSentinelChannel

@@ -25,7 +25,7 @@ import redis
 
 from . import names
 from .compatibility import DEFAULT_MODE, check_compatibility, validate_mode
-from .connection import redis_url
+from .connection import make_client
 from .errors import (
     EventValidationError,
     IncompatibleSchemaError,
@@ -35,6 +35,7 @@ from .errors import (
 )
 from .event import Event, validate_event_type
 from .schema import CompiledSchema, EventSchema, SemVer, describe_violations
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,18 @@ class SchemaRegistry:
         *,
         namespace: str = names.DEFAULT_EXCHANGE,
         timeout: float = 5.0,
+        master_name: str | None = None,
         **kwargs: Any,
     ) -> SchemaRegistry:
-        """A registry on its own Redis client for ``url`` (closed by :meth:`close`)."""
-        client = redis.Redis.from_url(
-            redis_url(url), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        registry = cls(client, namespace=namespace, **kwargs)
+        """A registry on its own Redis client for ``url`` (closed by :meth:`close`).
+
+        ``url`` takes every broker URL form of the bus, ``sentinel://`` included; the Sentinel
+        service name is ``master_name`` or ``WOWEVENT_MASTER_NAME`` (and the sentinels' own
+        credentials ``WOWEVENT_SENTINEL_USERNAME``/``WOWEVENT_SENTINEL_PASSWORD``). Commands
+        fail after ``timeout`` seconds and are not retried.
+        """
+        settings = Settings.load(broker_url=url, publish_timeout=timeout, master_name=master_name)
+        registry = cls(make_client(settings), namespace=namespace, **kwargs)
         registry._owns_client = True
         return registry
 

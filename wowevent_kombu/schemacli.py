@@ -54,6 +54,10 @@ def open_registry(obj: CliContext, namespace: str | None) -> SchemaRegistry:
         bus = obj.bus()
         if bus.schemas is not None and namespace in (None, bus.schemas.namespace):
             return bus.schemas
+        # The bus's own client: the same broker settings (Sentinel included) as its publishes.
+        client = getattr(bus.transport, "client", None)
+        if client is not None:
+            return SchemaRegistry(client, namespace=namespace or bus.exchange, refresh_interval=0)
         return SchemaRegistry.from_url(
             bus.settings.broker_url, namespace=namespace or bus.exchange, refresh_interval=0
         )

@@ -16,7 +16,12 @@ ENV_PREFIX = "WOWEVENT_"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, repr, status and CLI output)."""
+    """``url`` with any password replaced by ``***`` (for logs, repr, status and CLI output).
+
+    Kombu's multi-host form (``sentinel://a:26379;sentinel://b:26379``) is redacted part by part.
+    """
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -36,7 +41,9 @@ class Settings:
     """How one bus talks to Redis and what it accepts.
 
     Attributes:
-        broker_url: Redis URL (``redis://``, ``rediss://``, ``redis+socket://``, ``unix://``).
+        broker_url: Redis URL (``redis://``, ``rediss://``, ``redis+socket://``, ``unix://``), or
+            Kombu's Sentinel form ``sentinel://host:port;sentinel://host:port`` (the password and
+            database of the first part apply to the primary).
         exchange: The topic exchange; also the prefix of every queue and key of the bus, so two
             buses with different exchanges share nothing.
         publish_timeout: Seconds a publish may wait for Redis before raising ``PublishError``.
@@ -45,6 +52,14 @@ class Settings:
         log_max_age: Seconds the log keeps an event (approximate; default 7 days). The log's
             indexes and the processed-id sets of idempotent subscribers share this retention.
         visibility_timeout: Kombu's redelivery timeout for unacknowledged deliveries (seconds).
+        master_name: The Sentinel service name; required with ``sentinel://``, read from
+            ``broker_transport_options['master_name']`` like Kombu does.
+        sentinel_username: Username for the sentinels themselves (``sentinel_kwargs``).
+        sentinel_password: Password for the sentinels themselves (``sentinel_kwargs``).
+        wait_replicas: After each publish transaction, ``WAIT`` for this many replicas to
+            acknowledge it and raise ``ReplicationError`` when fewer do (0: do not wait).
+        wait_timeout_ms: How long that ``WAIT`` may block (milliseconds, below
+            ``publish_timeout``).
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -54,6 +69,11 @@ class Settings:
     log_maxlen: int = 1_000_000
     log_max_age: float = 7 * 86400.0
     visibility_timeout: float = 3600.0
+    master_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
         if not valid_subscriber_name(self.exchange) or ":" in self.exchange:
@@ -61,10 +81,25 @@ class Settings:
                 f"exchange name {self.exchange!r} must be letters, digits, '_', '-' or '.'"
             )
         scheme = urlsplit(self.broker_url).scheme
-        if scheme not in ("redis", "rediss", "redis+socket", "unix", "memory"):
+        if scheme not in ("redis", "rediss", "redis+socket", "unix", "memory", "sentinel"):
             raise ConfigurationError(
                 f"broker URL scheme {scheme!r} is not supported by this bus "
-                f"({redact_url(self.broker_url)}); use redis://, rediss:// or redis+socket://"
+                f"({redact_url(self.broker_url)}); use redis://, rediss://, redis+socket:// "
+                "or sentinel://"
+            )
+        if scheme == "sentinel":
+            sentinel_hosts(self.broker_url)
+            if not self.master_name:
+                raise ConfigurationError(
+                    "a sentinel:// broker URL needs the primary's service name: set "
+                    "broker_transport_options={'master_name': ...} or WOWEVENT_MASTER_NAME"
+                )
+        if self.wait_replicas < 0:
+            raise ConfigurationError(f"wait_replicas must be >= 0, got {self.wait_replicas!r}")
+        if self.wait_replicas and not 0 < self.wait_timeout_ms < self.publish_timeout * 1000:
+            raise ConfigurationError(
+                f"wait_timeout_ms must be between 1 and publish_timeout ({self.publish_timeout} s)"
+                f" in milliseconds, got {self.wait_timeout_ms!r}: WAIT 0 would block forever"
             )
         for name in ("publish_timeout", "visibility_timeout", "log_max_age"):
             if getattr(self, name) <= 0:
@@ -76,6 +111,8 @@ class Settings:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["broker_url"] = redact_url(self.broker_url)
+        if self.sentinel_password is not None:
+            shown["sentinel_password"] = "***"  # noqa: S105 (the redaction mark)
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"Settings({fields})"
 
@@ -89,7 +126,10 @@ class Settings:
         """Read settings: explicit ``overrides`` first, then ``WOWEVENT_*`` variables, then conf.
 
         The broker URL is the exception: the Celery app's ``broker_url`` wins over the
-        environment, because the bus must publish where the app's workers consume.
+        environment, because the bus must publish where the app's workers consume. For the same
+        reason ``master_name`` and ``sentinel_kwargs`` (``username``, ``password``) in
+        ``broker_transport_options`` — where Kombu reads them — win over ``WOWEVENT_MASTER_NAME``
+        and ``WOWEVENT_SENTINEL_USERNAME``/``WOWEVENT_SENTINEL_PASSWORD``.
 
         Args:
             conf: The Celery app's configuration (``app.conf``), if any.
@@ -108,6 +148,11 @@ class Settings:
         options = conf.get("broker_transport_options") or {}
         if "visibility_timeout" in options and "visibility_timeout" not in values:
             values["visibility_timeout"] = float(options["visibility_timeout"])
+        if options.get("master_name"):
+            values["master_name"] = str(options["master_name"])
+        for key, value in (options.get("sentinel_kwargs") or {}).items():
+            if key in ("username", "password") and value is not None:
+                values[f"sentinel_{key}"] = str(value)
         if options.get("global_keyprefix"):
             raise ConfigurationError(
                 "broker_transport_options['global_keyprefix'] is not supported: the bus writes "
@@ -132,3 +177,25 @@ def _coerce(name: str, raw: str, annotation: object) -> Any:
             f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}"
         ) from exc
     return raw
+
+
+def sentinel_hosts(broker_url: str) -> list[tuple[str, int]]:
+    """``(host, port)`` of each sentinel in Kombu's ``sentinel://a:26379;sentinel://b`` form.
+
+    Raises:
+        ConfigurationError: a part is not ``sentinel://host[:port]``.
+    """
+    hosts = []
+    for part in broker_url.split(";"):
+        try:
+            parts = urlsplit(part.strip())
+            port = parts.port or 26379
+        except ValueError as exc:
+            raise ConfigurationError(f"bad sentinel URL {redact_url(part)}: {exc}") from exc
+        if parts.scheme != "sentinel" or not parts.hostname:
+            raise ConfigurationError(
+                f"bad sentinel URL {redact_url(part)!r} in {redact_url(broker_url)}: every "
+                "';'-separated part must be sentinel://host[:port]"
+            )
+        hosts.append((parts.hostname, port))
+    return hosts

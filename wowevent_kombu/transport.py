@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from . import names, wire
 from .atomic import Command, PinnedTransactions
-from .errors import PublishError, UnroutableEventError
+from .errors import PublishError, ReplicationError, UnroutableEventError
 from .event import Event
 from .logindex import LogAppender, LogWriter
 from .settings import Settings, redact_url
@@ -185,10 +186,24 @@ class RedisTransport:
             commands.append(("LPUSH", queue, *messages))
         if unroutable:
             commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
+        replicas = self._settings.wait_replicas
+        then: list[Command] = []
+        if replicas:
+            then.append(("WAIT", replicas, self._settings.wait_timeout_ms))
         try:
-            results = self._transactions.execute(commands)
+            results = self._transactions.execute(commands, then=then)
         except redis.RedisError as exc:
             raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
+        if replicas and int(results[-1]) < replicas:
+            raise ReplicationError(
+                f"published on the primary but only {int(results[-1])} of {replicas} replica(s) "
+                f"acknowledged it within {self._settings.wait_timeout_ms} ms: a failover now "
+                "could lose it; re-publish the same event (same id) once replicas are back",
+                event_ids=ids,
+                event_type=batch[0].event.type,
+                outcome_unknown=True,
+                acknowledged=int(results[-1]),
+            )
         if not with_stamp:
             return None
         return (int(results[0] or 0), int(results[1]))
@@ -217,8 +232,11 @@ class RedisTransport:
         self, exc: redis.RedisError, doing: str, ids: tuple[str, ...], event_type: str | None = None
     ) -> PublishError:
         text = str(exc)
+        # MasterNotFoundError: the sentinels named no primary, so nothing was sent.
         unknown = isinstance(exc, redis.TimeoutError) or (
-            isinstance(exc, redis.ConnectionError) and "connecting" not in text
+            isinstance(exc, redis.ConnectionError)
+            and "connecting" not in text
+            and not isinstance(exc, MasterNotFoundError)
         )
         where = redact_url(self._settings.broker_url)
         hint = (

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 GUARDED_TRANSPORT = "wowevent_kombu.redistransport:Transport"
 """What ``broker_transport`` is set to in workers (see :func:`install_guarded_transport`)."""
 
+GUARDED_SENTINEL_TRANSPORT = "wowevent_kombu.redistransport:SentinelTransport"
+"""The same for ``sentinel://`` brokers."""
+
 _UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
 
 
@@ -96,10 +99,11 @@ def install_guarded_transport(app: Celery) -> bool:
 
     Kombu's stock Redis channel stops the worker on a queue entry that is not a JSON envelope;
     the guarded one quarantines it instead. Applied to ``redis://`` and ``rediss://`` brokers
-    when ``broker_transport`` is unset; another transport set on purpose is left alone (with a
-    warning). A ``rediss://`` URL without TLS options keeps Kombu's own default (certificates
-    not verified, with the same warning Kombu gives); pass ``ssl_cert_reqs=required`` and
-    ``ssl_ca_certs=...`` in the URL or set ``broker_use_ssl`` to verify them.
+    when ``broker_transport`` is unset, and its Sentinel variant to ``sentinel://`` brokers;
+    another transport set on purpose is left alone (with a warning). A ``rediss://`` URL
+    without TLS options keeps Kombu's own default (certificates not verified, with the same
+    warning Kombu gives); pass ``ssl_cert_reqs=required`` and ``ssl_ca_certs=...`` in the URL
+    or set ``broker_use_ssl`` to verify them.
 
     Returns:
         Whether the guarded transport is used.
@@ -107,9 +111,14 @@ def install_guarded_transport(app: Celery) -> bool:
     conf = app.conf
     url = str(conf.broker_url or "")
     scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss"):
+    if scheme not in ("redis", "rediss", "sentinel"):
         return False
-    if conf.broker_transport not in (None, "", "redis", "rediss", GUARDED_TRANSPORT):
+    stock: tuple[str, ...]
+    if scheme == "sentinel":
+        guarded, stock = GUARDED_SENTINEL_TRANSPORT, ("sentinel",)
+    else:
+        guarded, stock = GUARDED_TRANSPORT, ("redis", "rediss")
+    if conf.broker_transport not in (None, "", *stock, guarded):
         log.warning(
             "broker_transport=%r is not the guarded Redis transport: a malformed queue entry "
             "can stop this worker", conf.broker_transport,
@@ -122,7 +131,7 @@ def install_guarded_transport(app: Celery) -> bool:
             "add ssl_cert_reqs=required&ssl_ca_certs=<ca file> to the URL or set broker_use_ssl"
         )
         conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_NONE}
-    conf.broker_transport = GUARDED_TRANSPORT
+    conf.broker_transport = guarded
     return True
 
 
