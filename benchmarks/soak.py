@@ -146,9 +146,19 @@ def soak(url: str, events: int, *, batch: int = 500, backlog: int = 5000, warmup
     exchange = f"soak{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "WOWEVENT_BROKER_URL": url, "WOWEVENT_EXCHANGE": exchange,
            "PYTHONPATH": str(ROOT)}  # fmt: skip
+    # The app module reads its configuration from the environment when imported; set it for
+    # the import only, so a caller (the test suite) does not inherit this run's exchange.
+    saved = {k: os.environ.get(k) for k in ("WOWEVENT_BROKER_URL", "WOWEVENT_EXCHANGE")}
     os.environ.update(WOWEVENT_BROKER_URL=url, WOWEVENT_EXCHANGE=exchange)
-    sys.modules.pop("benchmarks.soakapp", None)
-    import benchmarks.soakapp as soakapp
+    try:
+        sys.modules.pop("benchmarks.soakapp", None)
+        import benchmarks.soakapp as soakapp
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     logs = logs or ROOT / ".run"
     logs.mkdir(parents=True, exist_ok=True)

@@ -120,16 +120,16 @@ def test_wait_replicas_raises_when_no_replica_acknowledges(
 def test_wait_is_sent_only_when_asked(
     redis_url: str, exchange: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wowevent_kombu import transport
+    from wowevent_kombu import atomic
 
     sent: list[object] = []
-    real = transport.execute_atomic
+    real = atomic.PinnedTransactions.execute
 
-    def spy(client: redis.Redis, commands: object, *, then: object = ()) -> list[object]:
+    def spy(self: object, commands: object, *, then: object = ()) -> list[object]:
         sent.append(then)
-        return real(client, commands, then=then)  # type: ignore[arg-type]
+        return real(self, commands, then=then)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(transport, "execute_atomic", spy)
+    monkeypatch.setattr(atomic.PinnedTransactions, "execute", spy)
     for replicas in (0, 1):
         app = Celery("spy", broker=redis_url, set_as_current=False)
         bus = EventBus(app, exchange=exchange, wait_replicas=replicas, wait_timeout_ms=20)

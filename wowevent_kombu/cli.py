@@ -47,9 +47,13 @@ class CliContext:
         if self._bus is None:
             app = self.celery_app or (load_app(self.app_path) if self.app_path else None)
             if app is not None:
-                buses = buses_of(app)
-                if self.exchange:
-                    buses = [b for b in buses if b.exchange == self.exchange]
+                every = buses_of(app)
+                buses = [b for b in every if not self.exchange or b.exchange == self.exchange]
+                if every and not buses:
+                    raise click.UsageError(
+                        f"the app's buses use exchange(s) {sorted(b.exchange for b in every)}, "
+                        f"not {self.exchange!r} (from --exchange or WOWEVENT_EXCHANGE)"
+                    )
                 if buses:
                     self._bus = buses[0]
                 else:
