@@ -273,7 +273,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def encode_json(value: Any, *, event_type: str | None = None) -> str:
-    """Strict, compact JSON: refuses NaN/Infinity, non-string keys and non-JSON objects."""
+    """Strict, compact JSON: refuses NaN/Infinity and non-JSON objects.
+
+    Like JSON itself, object keys are text: int, float, bool and None keys are written as
+    strings (``{1: "x"}`` arrives as ``{"1": "x"}``); other key types are refused.
+    """
     try:
         return _ENCODER.encode(value)
     except RecursionError:
