@@ -486,7 +486,9 @@ class EventBus:
             except redis.RedisError as exc:
                 raise _registry_error(exc, event.type, (event.id,)) from exc
         text = event.to_json()
-        size = wire.encoded_size(text)
+        # Encoded once, for the message body and the size check alike.
+        prepared = wire.prepare(text, event_type=event.type)
+        size = prepared.size
         if size > self.settings.max_event_bytes:
             raise EventTooLargeError(
                 f"event {event.id} of type {event.type!r} is {size} bytes encoded; the limit is "
@@ -496,7 +498,7 @@ class EventBus:
                 size=size,
                 limit=self.settings.max_event_bytes,
             )
-        return Outgoing(event, text, wire.prepare(text, event_type=event.type))
+        return Outgoing(event, text, prepared)
 
     # -- consuming outside Celery --------------------------------------------------------------
 

@@ -21,7 +21,6 @@ Celery task with ``task.apply`` (Celery's eager mode: retries run at once, count
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -171,9 +170,3 @@ class TestBus(EventBus):
                 )
             )
         return done
-
-
-def message_json(raw: str) -> dict[str, Any]:
-    """A stored task message as a dict (for assertions on the wire format)."""
-    parsed: dict[str, Any] = json.loads(raw)
-    return parsed

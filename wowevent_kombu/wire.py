@@ -62,6 +62,8 @@ class PreparedEvent:
 
     body: str
     kwargsrepr: str
+    size: int = 0
+    """Bytes of the event's own JSON, UTF-8 encoded (what ``max_event_bytes`` limits)."""
 
 
 def prepare(event_json: str, *, event_type: str) -> PreparedEvent:
@@ -81,12 +83,12 @@ def prepare(event_json: str, *, event_type: str) -> PreparedEvent:
     return PreparedEvent(
         body=base64.b64encode(encoded).decode("ascii"),
         kwargsrepr=json.dumps(f"{{'{EVENT_KWARG}': {shown}}}"),
+        size=len(encoded) - _WRAPPER_BYTES,
     )
 
 
-def encoded_size(event_json: str) -> int:
-    """Bytes the event occupies on the wire before base64."""
-    return len(event_json.encode("utf-8", "surrogatepass"))
+# The task body around the event's JSON is ASCII: its bytes are its characters.
+_WRAPPER_BYTES = len(f'[[],{{"{EVENT_KWARG}":}},{_EMBED}]')
 
 
 def task_message(

@@ -28,7 +28,7 @@ GUARDED_SENTINEL_TRANSPORT = "wowevent_kombu.redistransport:SentinelTransport"
 _UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
 
 
-def longest_retry_delay(task: Any, conf: Any) -> float:
+def longest_retry_delay(task: Any) -> float:
     """The longest countdown Celery may hold in worker memory for one retry of ``task``.
 
     Mirrors Celery's own rules: with ``retry_backoff`` the countdown is capped by
@@ -76,7 +76,7 @@ def check_worker_config(
     for sub in subscribers:
         task = sub.task
         time_limit = task.time_limit or worker_time_limit or conf.task_time_limit
-        delay = longest_retry_delay(task, conf)
+        delay = longest_retry_delay(task)
         held = delay + float(time_limit or 0)
         if held >= visibility_timeout:
             raise ConfigurationError(

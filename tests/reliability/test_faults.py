@@ -201,7 +201,8 @@ def test_worker_started_before_redis_recovers(private_redis, start_worker, env_f
     server = RedisServer(port=port, directory=tmp_path / "late")
     env = env_for(server)
     worker = start_load_worker(start_worker, env, pool="solo", ready=False)
-    time.sleep(2)  # the worker is retrying its connection
+    wait_for(lambda: "Cannot connect" in worker.text(), timeout=30,
+             message="the worker to report it is retrying its connection")  # fmt: skip
     assert worker.proc.poll() is None
     server.start()
     try:
