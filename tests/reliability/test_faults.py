@@ -70,19 +70,28 @@ def env_for(exchange):
     return make
 
 
+class Loaded:
+    """A private Redis, a prefork worker on the load app, and 1,000 events under way."""
+
+    def __init__(self, private_redis, start_worker, env_for, exchange, started, **env):
+        self.server = private_redis()
+        self.env = env_for(self.server, **env)
+        self.client = redis.Redis.from_url(self.server.url)
+        self.worker = start_load_worker(start_worker, self.env, pool="prefork", concurrency=2)
+        self.bus = publisher(self.server.url, exchange)
+        self.ids = publish_all(self.bus, 1000)
+        wait_for(lambda: len(runs(self.client, exchange)) > started, message="events handled")
+
+
 def start_load_worker(start_worker, env, **kw):
     # The worker fixture's own Redis URL is overridden by the private server's.
     return start_worker("tests.apps.load", env=env, **kw)
 
 
 def test_worker_killed_mid_stream_loses_nothing(private_redis, start_worker, env_for, exchange):
-    server = private_redis()
-    env = env_for(server, WOWEVENT_TEST_VISIBILITY=3, WOWEVENT_TEST_WORK=0.002)
-    client = redis.Redis.from_url(server.url)
-    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
-    bus = publisher(server.url, exchange)
-    ids = publish_all(bus, 1000)
-    wait_for(lambda: len(runs(client, exchange)) > 300, message="some events handled")
+    load = Loaded(private_redis, start_worker, env_for, exchange, 300,
+                  WOWEVENT_TEST_VISIBILITY=3, WOWEVENT_TEST_WORK=0.002)  # fmt: skip
+    env, client, worker, bus, ids = load.env, load.client, load.worker, load.bus, load.ids
     worker.kill()  # SIGKILL to the main process and its pool children
     handled_before = runs(client, exchange)
     start_load_worker(start_worker, env, pool="prefork", concurrency=2)
@@ -97,19 +106,15 @@ def test_worker_killed_mid_stream_loses_nothing(private_redis, start_worker, env
 
 
 def test_pool_child_killed_is_retried_not_lost(private_redis, start_worker, env_for, exchange):
-    server = private_redis()
-    env = env_for(server, WOWEVENT_TEST_WORK=0.01)
-    client = redis.Redis.from_url(server.url)
-    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
-    bus = publisher(server.url, exchange)
-    ids = publish_all(bus, 1000)
-    wait_for(lambda: len(runs(client, exchange)) > 200, message="some events handled")
+    load = Loaded(private_redis, start_worker, env_for, exchange, 200, WOWEVENT_TEST_WORK=0.01)
+    client, worker, bus, ids = load.client, load.worker, load.bus, load.ids
     os.kill(worker.children()[0], signal.SIGKILL)
     # The delivery the child was running is retried (retry_on_worker_lost). A delivery already
     # handed to the dying child but not started can instead reach its hard time limit: Celery
     # fails it without retry, and it waits in the dead-letter store. Re-drive it from there.
     wait_for(lambda: len(missing(client, exchange, ids)) <= 1, timeout=60, message="handled")
-    time.sleep(2)  # longer than the time limit: a stuck delivery is dead-lettered by now
+    wait_for(lambda: bus.dead_letters.count() >= len(missing(client, exchange, ids)), timeout=10,
+             message="a stuck delivery in the dead-letter store")  # fmt: skip
     stuck = missing(client, exchange, ids)
     assert bus.dead_letters.count() == len(stuck), stuck
     bus.dead_letters.retry_all()
@@ -122,13 +127,8 @@ def test_pool_child_killed_is_retried_not_lost(private_redis, start_worker, env_
 
 
 def test_warm_shutdown_returns_prefetched_at_once(private_redis, start_worker, env_for, exchange):
-    server = private_redis()
-    env = env_for(server, WOWEVENT_TEST_WORK=0.005)
-    client = redis.Redis.from_url(server.url)
-    worker = start_load_worker(start_worker, env, pool="prefork", concurrency=2)
-    bus = publisher(server.url, exchange)
-    ids = publish_all(bus, 1000)
-    wait_for(lambda: len(runs(client, exchange)) > 200, message="some events handled")
+    load = Loaded(private_redis, start_worker, env_for, exchange, 200, WOWEVENT_TEST_WORK=0.005)
+    env, client, worker, bus, ids = load.env, load.client, load.worker, load.bus, load.ids
     code = worker.stop(timeout=20)  # SIGTERM: warm shutdown; SIGKILL after a 20 s grace period
     # The prefetched deliveries go back at once ("Restoring N unacknowledged message(s)").
     # Billiard sometimes leaves a pool child hanging in its exit path after that; the grace
