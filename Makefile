@@ -24,6 +24,7 @@ demo: venv
 
 test: venv
 	@scripts/ensure-prometheus.sh
+	@scripts/ensure-rabbitmq.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv

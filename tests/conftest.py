@@ -153,3 +153,95 @@ def start_worker(redis_url: str, exchange: str, tmp_path: Path) -> Iterator[Call
 def seen(client: redis.Redis, exchange: str) -> list[dict[str, Any]]:
     """Executions recorded by the test apps' handlers, in order."""
     return [json.loads(raw) for raw in client.lrange(f"{exchange}:seen", 0, -1)]
+
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def amqp_answers(url: str) -> bool:
+    """Whether a RabbitMQ answers at ``url`` (a real AMQP handshake, not a port probe)."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        return True
+    except Exception:  # any failure means "not usable"
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """A RabbitMQ that answers: WOWEVENT_TEST_AMQP_URL or the local one (guest/guest).
+
+    Skipped with the reason when none answers, except under CI (``CI`` set), where a missing
+    RabbitMQ fails the run: ``make test`` starts the local one when it can.
+    """
+    url = os.environ.get("WOWEVENT_TEST_AMQP_URL") or DEFAULT_AMQP_URL
+    if amqp_answers(url):
+        return url
+    reason = (
+        f"no RabbitMQ answers at {url}: start one (rabbitmq-server -detached) or set "
+        "WOWEVENT_TEST_AMQP_URL"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (CI is set, so RabbitMQ tests may not be skipped)")
+    pytest.skip(reason)
+
+
+class Broker:
+    """One broker under test: its URL, the worker environment and a publisher bus factory."""
+
+    def __init__(self, kind: str, url: str, redis_url: str, exchange: str) -> None:
+        self.kind = kind
+        self.url = url
+        self.redis_url = redis_url
+        self.exchange = exchange
+        self._buses: list[Any] = []
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        return {"WOWEVENT_TEST_BROKER_URL": self.url} if self.kind == "amqp" else {}
+
+    def bus(self, **options: Any) -> Any:
+        """A publisher's bus on this broker (closed at teardown)."""
+        from celery import Celery
+
+        from wowevent_kombu import EventBus
+
+        app = Celery("publisher", broker=self.url, set_as_current=False)
+        if self.kind == "amqp":
+            app.conf.wowevent_store_url = self.redis_url
+        made = EventBus(app, exchange=self.exchange, **options)
+        self._buses.append(made)
+        return made
+
+    def cleanup(self) -> None:
+        """Delete the test's RabbitMQ queues and exchanges (Redis keys go with ``exchange``)."""
+        if self.kind == "amqp":
+            from kombu import Connection
+
+            from wowevent_kombu import names
+
+            queues = set()
+            for bus in self._buses:
+                with contextlib.suppress(Exception):
+                    queues |= {names.queue_name(self.exchange, n) for n in bus.bindings()}
+                    queues |= {s.queue for s in bus.subscribers.values()}
+            with Connection(self.url) as conn:
+                channel = conn.channel()
+                for queue in sorted(queues):
+                    channel.queue_delete(queue)
+                for exchange in (self.exchange, names.pinned_exchange(self.exchange)):
+                    channel.exchange_delete(exchange)
+        for bus in self._buses:
+            bus.close()
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def broker(request: pytest.FixtureRequest, redis_url: str, exchange: str) -> Iterator[Broker]:
+    """Each core behaviour test runs on Redis and on RabbitMQ (``amqp://``)."""
+    url = request.getfixturevalue("amqp_url") if request.param == "amqp" else redis_url
+    made = Broker(request.param, url, redis_url, exchange)
+    yield made
+    made.cleanup()

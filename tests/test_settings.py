@@ -20,7 +20,9 @@ def test_precedence_explicit_env_conf():
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"broker_url": "amqp://x"}, "scheme"), ({"exchange": "a:b"}, "exchange"),
+    [({"broker_url": "kafka://x"}, "scheme"), ({"exchange": "a:b"}, "exchange"),
+     ({"broker_url": "amqp://x"}, "store_url"),
+     ({"broker_url": "amqp://x", "store_url": "amqp://y"}, "not a Redis URL"),
      ({"publish_timeout": 0}, "positive"), ({"max_event_bytes": 0}, "at least 1")],
 )  # fmt: skip
 def test_bad_settings_are_refused(kwargs, fragment):
@@ -74,3 +76,15 @@ def test_startup_check_counts_the_workers_own_time_limit():
     assert check_worker_config(app, 3600, bus.subscribers.values(), 120) == []
     with pytest.raises(ConfigurationError, match="nolimit"):
         check_worker_config(app, 3600, bus.subscribers.values(), 3595)
+
+
+def test_rabbitmq_broker_keeps_its_state_in_the_store_redis():
+    s = Settings.load(
+        {"broker_url": "amqp://guest:secret@rabbit//", "wowevent_store_url": "redis://:pw@r/3"}, {}
+    )
+    assert s.amqp and s.redis_url == "redis://:pw@r/3"
+    assert "secret" not in repr(s) and "pw" not in repr(s)
+    env = {"WOWEVENT_STORE_URL": "redis://env/1"}
+    assert Settings.load({"broker_url": "amqp://r//"}, env).redis_url == "redis://env/1"
+    redis_only = Settings(broker_url="redis://a/0")
+    assert not redis_only.amqp and redis_only.redis_url == "redis://a/0"

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from celery import Celery
-from kombu import Exchange
+from kombu import Exchange, Queue
 
-from . import names, wire
+from . import amqptopology, names, wire
 from .checkpoint import TASK_FLAG as CHECKPOINT
 from .checkpoint import CheckpointMiddleware
 from .connection import make_client
@@ -174,7 +174,13 @@ class EventBus:
     def transport(self) -> Transport:
         """The transport, created (without connecting) on first use."""
         if self._transport is None:
-            self._transport = RedisTransport(make_client(self.settings), self.settings)
+            settings = self.settings
+            if settings.amqp:
+                from .amqptransport import AmqpTransport
+
+                self._transport = AmqpTransport(make_client(settings), settings)
+            else:
+                self._transport = RedisTransport(make_client(settings), settings)
         return self._transport
 
     @property
@@ -221,11 +227,20 @@ class EventBus:
                 bind=bind,
                 options={**self._defaults, **task_options},
                 middleware=self.middleware,
+                pinned_route=self._pinned_route,
             )
             self._subscribers[name] = sub
             return sub.task
 
         return decorate
+
+    def _pinned_route(self, queue: str) -> Queue:
+        """Where a retry of ``queue``'s subscriber is sent: that queue only, on any broker."""
+        if self.settings.amqp:
+            return amqptopology.pinned_route(self.exchange, queue)
+        return Queue(
+            queue, exchange=Exchange("", type="direct"), routing_key=queue, no_declare=True
+        )
 
     def _log_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Turn ``idempotent``/``checkpoint`` into task flags and install their middleware."""
@@ -345,7 +360,10 @@ class EventBus:
                     f"{type(self.transport).__name__}"
                 )
             self._dead_letters = DeadLetterStore(
-                client, self.exchange, known_subscribers=self._redrive_targets
+                client,
+                self.exchange,
+                known_subscribers=self._redrive_targets,
+                send=self.transport.push_commands if self.settings.amqp else None,
             )
         return self._dead_letters
 

@@ -33,7 +33,7 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
     redis-py retries failed commands by default; a publish must not, because a retried
     ``EXEC`` could commit twice. Callers that want retries add them knowingly.
     """
-    url = redis_url(settings.broker_url)
+    url = redis_url(settings.redis_url)
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         raise ConfigurationError("the memory:// broker has no Redis; use wowevent_kombu.testing")
@@ -56,12 +56,12 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
 
 def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
     """A client of the primary that Sentinel names, re-resolved on every new connection."""
-    first = urlsplit(settings.broker_url.split(";")[0])
+    first = urlsplit(settings.redis_url.split(";")[0])
     try:
         db = int(first.path.strip("/") or 0)
     except ValueError as exc:
         raise ConfigurationError(
-            f"bad database in {redact_url(settings.broker_url)}: {first.path!r}"
+            f"bad database in {redact_url(settings.redis_url)}: {first.path!r}"
         ) from exc
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": settings.publish_timeout,
@@ -73,7 +73,7 @@ def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
     if settings.sentinel_password is not None:
         sentinel_kwargs["password"] = settings.sentinel_password
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        sentinel_hosts(settings.broker_url), sentinel_kwargs=sentinel_kwargs
+        sentinel_hosts(settings.redis_url), sentinel_kwargs=sentinel_kwargs
     )
     master_kwargs = dict(kwargs)
     if first.username:
@@ -88,6 +88,8 @@ def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
 
 def kombu_transport_options(settings: Settings) -> dict[str, Any]:
     """Transport options for a Kombu ``Connection`` of the bus's own (outside a worker)."""
+    if settings.amqp:
+        return {"confirm_publish": True}
     options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
     if urlsplit(settings.broker_url).scheme == "sentinel":
         options["master_name"] = settings.master_name

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -31,13 +31,17 @@ CHUNK = 1000
 
 # Re-drive is conditional on the record still being there (two operators, or a retry racing a
 # purge, must not deliver it twice), which MULTI/EXEC cannot express; a script is just as atomic.
-# KEYS: records, index, queue...; ARGV: (id, queue number, message) triples.
+# KEYS: records, index, queue...; ARGV: (id, queue number, message) triples; queue number 0:
+# the message was already sent elsewhere (a RabbitMQ broker), only the record is removed.
 _REDRIVE = """
 local moved = {}
 for i = 1, #ARGV, 3 do
   if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
     redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('LPUSH', KEYS[2 + tonumber(ARGV[i + 1])], ARGV[i + 2])
+    local queue = tonumber(ARGV[i + 1])
+    if queue > 0 then
+      redis.call('LPUSH', KEYS[2 + queue], ARGV[i + 2])
+    end
     moved[#moved + 1] = ARGV[i]
   end
 end
@@ -96,6 +100,11 @@ class DeadLetterStore:
         known_subscribers: Names a re-drive may go to (bound in Redis or registered here); a
             record whose subscriber is not among them is refused, since nobody would consume it.
         sender: Celery ``origin`` header of re-driven messages.
+        send: Delivers re-driven messages (queue -> messages) on a broker outside Redis
+            (RabbitMQ), before their records are removed; a record is then re-driven
+            at least once (two operators re-driving it at the same instant may both deliver
+            it). ``None``: the messages are pushed to the Redis queues in the same atomic step
+            that removes the records (exactly once).
     """
 
     def __init__(
@@ -105,8 +114,10 @@ class DeadLetterStore:
         *,
         known_subscribers: Callable[[], Iterable[str]],
         sender: str | None = None,
+        send: Callable[[Mapping[str, Sequence[str]]], object] | None = None,
     ) -> None:
         self._client = client
+        self._send = send
         self.exchange = exchange
         self._known = known_subscribers
         self._sender = sender or wire.origin()
@@ -342,10 +353,18 @@ class DeadLetterStore:
             chunk = records[start : start + CHUNK]
             queues: dict[str, int] = {}
             argv: builtins.list[str] = []
+            sent: dict[str, builtins.list[str]] = {}
             for record in chunk:
                 queue = names.queue_name(self.exchange, record.subscriber)
+                message = self._message(record)
+                if self._send is not None:
+                    sent.setdefault(queue, []).append(message)
+                    argv += [record.id, "0", ""]
+                    continue
                 number = queues.setdefault(queue, len(queues) + 1)
-                argv += [record.id, str(number), self._message(record)]
+                argv += [record.id, str(number), message]
+            if self._send is not None:
+                self._send(sent)
             done = self._redrive(keys=[self._records, self._index, *queues], args=argv)
             moved += self._decode(done)
             if progress is not None:

@@ -50,6 +50,34 @@ def task_name(subscriber: str) -> str:
     return subscriber
 
 
+def pinned_exchange(exchange: str) -> str:
+    """RabbitMQ: the topic exchange that routes by queue name alone (retries, replays, re-drives).
+
+    Each subscriber queue is bound to it with its own name, so a message sent there reaches
+    that one queue; Celery's native delayed delivery (countdown retries on quorum queues) needs
+    a topic exchange, which the default exchange is not.
+    """
+    return f"{exchange}.pinned"
+
+
+def pinned_key(queue: str) -> str:
+    """RabbitMQ: the routing key that reaches ``queue`` through the pinned exchange.
+
+    One word (a digest, no dots): Celery's delayed delivery binds ``#.<key>``, which must
+    match no other queue's key, and a dotted queue name could end another one.
+    """
+    return hashlib.blake2b(queue.encode(), digest_size=16).hexdigest()
+
+
+def dispatch_task_name(exchange: str) -> str:
+    """RabbitMQ: the task name an event carries from the topic exchange into every bound queue.
+
+    One routed message lands in several subscriber queues; the worker renames it to the
+    subscriber task of the queue it arrived on (see :mod:`wowevent_kombu.amqpdispatch`).
+    """
+    return f"wowevent.dispatch.{exchange}"
+
+
 def task_id(event_id: str, subscriber: str, attempt_tag: str = "") -> str:
     """The deterministic Celery task id of one event's delivery to one subscriber.
 

@@ -303,7 +303,9 @@ class Replayer:
             return
         if not dry_run:
             key = names.replay_key(self.exchange, report.replay_id)
-            commands: list[Command] = [("LPUSH", q, *m) for q, m in batch.pushes.items()]
+            # Redis: the pushes join the progress transaction; RabbitMQ: they are sent (and
+            # confirmed) first, and the progress recorded after.
+            commands: list[Command] = self.bus.transport.push_commands(batch.pushes)
             if batch.position is not None:
                 commands.append(("HSET", key, "position", batch.position))
             commands.append(("HINCRBY", key, "scanned", batch.events))

@@ -13,6 +13,8 @@ from .names import DEFAULT_EXCHANGE, valid_subscriber_name
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 ENV_PREFIX = "WOWEVENT_"
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "sentinel")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 def redact_url(url: str) -> str:
@@ -41,9 +43,13 @@ class Settings:
     """How one bus talks to Redis and what it accepts.
 
     Attributes:
-        broker_url: Redis URL (``redis://``, ``rediss://``, ``redis+socket://``, ``unix://``), or
+        broker_url: Redis URL (``redis://``, ``rediss://``, ``redis+socket://``, ``unix://``),
             Kombu's Sentinel form ``sentinel://host:port;sentinel://host:port`` (the password and
-            database of the first part apply to the primary).
+            database of the first part apply to the primary), or a RabbitMQ URL (``amqp://``,
+            ``amqps://``, ``pyamqp://``), which needs ``store_url`` too.
+        store_url: The Redis that keeps the event log, the dead letters, the schema registry
+            and the binding table. Defaults to ``broker_url`` when that is Redis; required with
+            a RabbitMQ broker (any Redis URL form above, Sentinel included).
         exchange: The topic exchange; also the prefix of every queue and key of the bus, so two
             buses with different exchanges share nothing.
         publish_timeout: Seconds a publish may wait for Redis before raising ``PublishError``.
@@ -63,6 +69,7 @@ class Settings:
     """
 
     broker_url: str = DEFAULT_BROKER_URL
+    store_url: str | None = None
     exchange: str = DEFAULT_EXCHANGE
     publish_timeout: float = 5.0
     max_event_bytes: int = 256 * 1024
@@ -81,14 +88,27 @@ class Settings:
                 f"exchange name {self.exchange!r} must be letters, digits, '_', '-' or '.'"
             )
         scheme = urlsplit(self.broker_url).scheme
-        if scheme not in ("redis", "rediss", "redis+socket", "unix", "memory", "sentinel"):
+        if scheme not in (*REDIS_SCHEMES, *AMQP_SCHEMES, "memory"):
             raise ConfigurationError(
                 f"broker URL scheme {scheme!r} is not supported by this bus "
-                f"({redact_url(self.broker_url)}); use redis://, rediss://, redis+socket:// "
-                "or sentinel://"
+                f"({redact_url(self.broker_url)}); use redis://, rediss://, redis+socket://, "
+                "sentinel:// or amqp://"
             )
-        if scheme == "sentinel":
-            sentinel_hosts(self.broker_url)
+        if scheme in AMQP_SCHEMES and not self.store_url:
+            raise ConfigurationError(
+                f"a RabbitMQ broker ({redact_url(self.broker_url)}) needs a Redis for the event "
+                "log, dead letters and schemas: set store_url='redis://...' "
+                f"(or {ENV_PREFIX}STORE_URL)"
+            )
+        if self.store_url is not None:
+            store_scheme = urlsplit(self.store_url).scheme
+            if store_scheme not in REDIS_SCHEMES:
+                raise ConfigurationError(
+                    f"store_url {redact_url(self.store_url)} is not a Redis URL: use redis://, "
+                    "rediss://, redis+socket:// or sentinel://"
+                )
+        if urlsplit(self.redis_url).scheme == "sentinel":
+            sentinel_hosts(self.redis_url)
             if not self.master_name:
                 raise ConfigurationError(
                     "a sentinel:// broker URL needs the primary's service name: set "
@@ -108,9 +128,21 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)!r}")
 
+    @property
+    def amqp(self) -> bool:
+        """Whether the broker is RabbitMQ (events routed by a real topic exchange)."""
+        return urlsplit(self.broker_url).scheme in AMQP_SCHEMES
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL of the log, dead letters, registry and binding table."""
+        return self.store_url or self.broker_url
+
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["broker_url"] = redact_url(self.broker_url)
+        if self.store_url is not None:
+            shown["store_url"] = redact_url(self.store_url)
         if self.sentinel_password is not None:
             shown["sentinel_password"] = "***"  # noqa: S105 (the redaction mark)
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
@@ -125,7 +157,9 @@ class Settings:
     ) -> Settings:
         """Read settings: explicit ``overrides`` first, then ``WOWEVENT_*`` variables, then conf.
 
-        The broker URL is the exception: the Celery app's ``broker_url`` wins over the
+        The Redis of the log and dead letters beside a RabbitMQ broker comes from
+        ``WOWEVENT_STORE_URL``, else the app's ``wowevent_store_url``. The broker URL is the
+        exception: the Celery app's ``broker_url`` wins over the
         environment, because the bus must publish where the app's workers consume. For the same
         reason ``master_name`` and ``sentinel_kwargs`` (``username``, ``password``) in
         ``broker_transport_options`` — where Kombu reads them — win over ``WOWEVENT_MASTER_NAME``
@@ -145,6 +179,8 @@ class Settings:
                 values[field.name] = _coerce(field.name, env[key], field.type)
         if conf.get("broker_url"):
             values["broker_url"] = str(conf["broker_url"])
+        if conf.get("wowevent_store_url") and "store_url" not in values:
+            values["store_url"] = str(conf["wowevent_store_url"])
         options = conf.get("broker_transport_options") or {}
         if "visibility_timeout" in options and "visibility_timeout" not in values:
             values["visibility_timeout"] = float(options["visibility_timeout"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
@@ -48,6 +50,9 @@ class SubscriberTask(Task):  # type: ignore[misc]
 
     Request = SubscriberRequest
     wowevent_queue: str = ""
+    wowevent_pinned_route: Callable[[str], Queue] | None = None
+    """Where a retry goes: the anonymous exchange on Redis; the bus sets the route for
+    brokers that need another (RabbitMQ: the pinned exchange)."""
     wowevent_subscriber: str = ""
     wowevent_middleware: Sequence[Middleware] = ()
 
@@ -129,6 +134,31 @@ class SubscriberTask(Task):  # type: ignore[misc]
             reverse=True,
         )  # fmt: skip
 
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's ``apply_async``, with retry delays a quorum queue can honour.
+
+        On RabbitMQ quorum queues Celery delays a message natively, in whole seconds, and
+        refuses (dropping the retry) a countdown that rounds down to 0 s. A delay under one
+        second is rounded up to one second there: never earlier than asked, never lost.
+        """
+        countdown, eta = options.get("countdown"), options.get("eta")
+        if (countdown or eta) and self._delays_in_whole_seconds():
+            if eta is not None:
+                when = eta if isinstance(eta, datetime) else datetime.fromisoformat(str(eta))
+                now = datetime.now(when.tzinfo or UTC) if when.tzinfo else datetime.now()
+                countdown = (when - now).total_seconds()
+                options.pop("eta")
+            if countdown is not None and countdown > 0:
+                options["countdown"] = max(1, math.ceil(countdown))
+        return super().apply_async(args, kwargs, **options)
+
+    def _delays_in_whole_seconds(self) -> bool:
+        route = self.wowevent_pinned_route
+        if route is None:
+            return False
+        arguments = route(self.wowevent_queue).queue_arguments or {}
+        return bool(arguments.get("x-queue-type") == "quorum")
+
     def signature_from_request(
         self,
         request: Any = None,
@@ -137,12 +167,16 @@ class SubscriberTask(Task):  # type: ignore[misc]
         queue: Any = None,
         **extra_options: Any,
     ) -> Any:
-        own = Queue(
-            self.wowevent_queue,
-            exchange=_ANONYMOUS,
-            routing_key=self.wowevent_queue,
-            no_declare=True,
-        )
+        route = self.wowevent_pinned_route
+        if route is not None:
+            own = route(self.wowevent_queue)
+        else:
+            own = Queue(
+                self.wowevent_queue,
+                exchange=_ANONYMOUS,
+                routing_key=self.wowevent_queue,
+                no_declare=True,
+            )
         return super().signature_from_request(request, args, kwargs, queue=own, **extra_options)
 
 
@@ -209,6 +243,7 @@ def register(
     bind: bool,
     options: Mapping[str, Any],
     middleware: Sequence[Middleware] = (),
+    pinned_route: Callable[[str], Queue] | None = None,
 ) -> Subscriber:
     """Create the subscriber's Celery task on ``app`` and describe it."""
     if not names.valid_subscriber_name(name):
@@ -266,6 +301,7 @@ def register(
         shared=False,
         lazy=False,
         wowevent_queue=queue,
+        wowevent_pinned_route=pinned_route,
         wowevent_subscriber=name,
         wowevent_middleware=middleware,
         **task_options,

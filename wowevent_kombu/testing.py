@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery
 
 from . import names, wire
+from .atomic import Command
 from .bus import EventBus
 from .event import Event
 from .matcher import validate_pattern
@@ -84,6 +85,11 @@ class MemoryTransport:
 
     def delete_queue(self, queue: str) -> None:
         self.pending = deque(item for item in self.pending if item[0] != queue)
+
+    def push_commands(self, pushes: Mapping[str, Sequence[str]]) -> list[Command]:
+        for queue, messages in pushes.items():
+            self.pending.extend((queue, message) for message in messages)
+        return []
 
     def close(self) -> None:
         """Nothing to release."""

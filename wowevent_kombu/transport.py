@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +74,34 @@ def copies(
     return out
 
 
+def redis_error(
+    exc: redis.RedisError,
+    doing: str,
+    where: str,
+    ids: tuple[str, ...],
+    event_type: str | None = None,
+) -> PublishError:
+    """The ``PublishError`` for a Redis failure while ``doing`` something for events ``ids``."""
+    text = str(exc)
+    # MasterNotFoundError: the sentinels named no primary, so nothing was sent.
+    unknown = isinstance(exc, redis.TimeoutError) or (
+        isinstance(exc, redis.ConnectionError)
+        and "connecting" not in text
+        and not isinstance(exc, MasterNotFoundError)
+    )
+    hint = (
+        "Redis may have committed it: re-publish the same event (same id) to be sure"
+        if unknown
+        else "nothing was written; publish again once Redis answers"
+    )
+    return PublishError(
+        f"{doing} failed against {where}: {type(exc).__name__}: {text}; {hint}",
+        event_ids=ids,
+        event_type=event_type,
+        outcome_unknown=unknown and doing == "publishing",
+    )
+
+
 class Transport(Protocol):
     """What the bus needs from a broker; Redis in production, memory in tests."""
 
@@ -94,6 +122,16 @@ class Transport(Protocol):
 
     def delete_queue(self, queue: str) -> None:
         """Drop a queue's waiting deliveries (used for temporary queues)."""
+
+    def push_commands(self, pushes: Mapping[str, Sequence[str]]) -> list[Command]:
+        """Deliver ready messages (Kombu Redis envelopes) straight to the named queues.
+
+        Each queue's messages are consumed in the order given.
+
+        Returns the commands a caller adds to its own Redis transaction (Redis: the ``LPUSH``
+        of each queue, so the deliveries commit with the caller's bookkeeping); a broker
+        outside Redis sends them now, confirmed, and returns no command.
+        """
 
     def close(self) -> None:
         """Release connections."""
@@ -231,25 +269,7 @@ class RedisTransport:
     def _error(
         self, exc: redis.RedisError, doing: str, ids: tuple[str, ...], event_type: str | None = None
     ) -> PublishError:
-        text = str(exc)
-        # MasterNotFoundError: the sentinels named no primary, so nothing was sent.
-        unknown = isinstance(exc, redis.TimeoutError) or (
-            isinstance(exc, redis.ConnectionError)
-            and "connecting" not in text
-            and not isinstance(exc, MasterNotFoundError)
-        )
-        where = redact_url(self._settings.broker_url)
-        hint = (
-            "Redis may have committed it: re-publish the same event (same id) to be sure"
-            if unknown
-            else "nothing was written; publish again once Redis answers"
-        )
-        return PublishError(
-            f"{doing} failed against {where}: {type(exc).__name__}: {text}; {hint}",
-            event_ids=ids,
-            event_type=event_type,
-            outcome_unknown=unknown and doing == "publishing",
-        )
+        return redis_error(exc, doing, redact_url(self._settings.redis_url), ids, event_type)
 
     def bind(self, queue: str, patterns: Sequence[str]) -> None:
         self._table.bind(queue, patterns)
@@ -268,6 +288,10 @@ class RedisTransport:
 
     def delete_queue(self, queue: str) -> None:
         self._client.delete(queue)
+
+    def push_commands(self, pushes: Mapping[str, Sequence[str]]) -> list[Command]:
+        # One LPUSH per queue keeps the given order: BRPOP takes from the other end.
+        return [("LPUSH", queue, *messages) for queue, messages in pushes.items() if messages]
 
     def close(self) -> None:
         self._transactions.release()

@@ -64,6 +64,8 @@ class PreparedEvent:
     kwargsrepr: str
     size: int = 0
     """Bytes of the event's own JSON, UTF-8 encoded (what ``max_event_bytes`` limits)."""
+    raw: bytes = b""
+    """The task body itself (``body`` is it in base64, as Kombu's Redis envelope holds it)."""
 
 
 def prepare(event_json: str, *, event_type: str) -> PreparedEvent:
@@ -84,6 +86,7 @@ def prepare(event_json: str, *, event_type: str) -> PreparedEvent:
         body=base64.b64encode(encoded).decode("ascii"),
         kwargsrepr=json.dumps(f"{{'{EVENT_KWARG}': {shown}}}"),
         size=len(encoded) - _WRAPPER_BYTES,
+        raw=encoded,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from celery import Celery, bootsteps
 
+from . import amqptopology
+from .amqpdispatch import register_dispatch_task
 from .errors import ConfigurationError, WowEventError
 from .subscriber import Subscriber
 
@@ -86,7 +89,7 @@ def check_worker_config(
                 "holds it. Raise broker_transport_options['visibility_timeout'] or lower "
                 "retry_backoff_max / default_retry_delay / time_limit"
             )
-        if not time_limit:
+        if not time_limit and visibility_timeout != math.inf:
             warnings.append(
                 f"subscriber {sub.name!r} has no time_limit: a handler running longer than "
                 f"{visibility_timeout - delay:g} s would be redelivered while still running"
@@ -145,15 +148,21 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
 
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
+            settings = bus.settings
+            # RabbitMQ redelivers only when a consumer's connection closes: no timeout applies.
+            visibility = math.inf if settings.amqp else settings.visibility_timeout
             for warning in check_worker_config(
                 worker.app,
-                bus.settings.visibility_timeout,
+                visibility,
                 bus.subscribers.values(),
                 getattr(worker, "time_limit", None),
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
-            install_guarded_transport(worker.app)
+            if settings.amqp:
+                register_dispatch_task(worker.app, bus.exchange, bus._queues_to_subscribers)
+            else:
+                install_guarded_transport(worker.app)
 
     return WowEventStep
 
@@ -191,8 +200,12 @@ def attach_queues(app: Celery, bus: EventBus) -> None:
     """
     queues = app.amqp.queues
     selected = queues._consume_from
+    amqp = bus.settings.amqp
     for sub in bus.subscribers.values():
-        queue = sub.kombu_queue(bus.kombu_exchange)
+        if amqp:
+            queue = amqptopology.subscriber_queue(bus.exchange, sub.queue, sub.patterns)
+        else:
+            queue = sub.kombu_queue(bus.kombu_exchange)
         # Set the entry directly: ``Queues.add`` would give a queue that has only bindings
         # Celery's default exchange too, binding it where no event is ever published.
         dict.__setitem__(queues, queue.name, queue)
