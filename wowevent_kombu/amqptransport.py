@@ -134,6 +134,18 @@ class AmqpTransport:
             event_ids=ids,
         )
 
+    def ping(self) -> None:
+        """Check that RabbitMQ answers and the bus's exchange exists (for ``/ready``).
+
+        Raises:
+            PublishError: it does not.
+        """
+        try:
+            channel = self._link().producer.channel
+            channel.exchange_declare(self._settings.exchange, "topic", passive=True)
+        except _BROKER_ERRORS as exc:
+            raise self._broker_error(exc, "checking the exchange", ()) from exc
+
     # -- bindings --------------------------------------------------------------------------
 
     def snapshot(self, *, refresh: bool = False) -> BindingSnapshot:

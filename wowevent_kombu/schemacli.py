@@ -59,7 +59,7 @@ def open_registry(obj: CliContext, namespace: str | None) -> SchemaRegistry:
         if client is not None:
             return SchemaRegistry(client, namespace=namespace or bus.exchange, refresh_interval=0)
         return SchemaRegistry.from_url(
-            bus.settings.broker_url, namespace=namespace or bus.exchange, refresh_interval=0
+            bus.settings.redis_url, namespace=namespace or bus.exchange, refresh_interval=0
         )
     return SchemaRegistry.from_url(
         obj.broker or DEFAULT_BROKER_URL,

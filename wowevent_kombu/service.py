@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .errors import InvalidEventError, WowEventError
+from .errors import InvalidEventError, PublishError, WowEventError
 from .event import decode_json
 
 if TYPE_CHECKING:
@@ -203,11 +203,17 @@ class StatusService:
         return Response(200, {"status": "ok"})
 
     def ready(self, request: Request) -> Response:
-        """Redis answers and every subscriber registered in this process is bound."""
+        """Redis (and RabbitMQ, when it is the broker) answers; every subscriber is bound."""
         try:
             self.reader.client.ping()
         except redis.RedisError as exc:
             return Response(503, {"ready": False, "reason": f"Redis does not answer: {exc}"})
+        ping = getattr(self.bus.transport, "ping", None)
+        if ping is not None:
+            try:
+                ping()
+            except PublishError as exc:
+                return Response(503, {"ready": False, "reason": str(exc)})
         bound = self.reader.bindings()
         missing = []
         for sub in self.bus.subscribers.values():
