@@ -13,16 +13,20 @@ from celery import Celery
 from wowevent_kombu import EventBus
 
 URL = os.environ["WOWEVENT_TEST_REDIS_URL"]
+BROKER = os.environ.get("WOWEVENT_TEST_BROKER_URL") or URL
 EXCHANGE = os.environ["WOWEVENT_TEST_EXCHANGE"]
 WORK = float(os.environ.get("WOWEVENT_TEST_WORK", "0"))
 
-app = Celery("load", broker=URL, set_as_current=False)
-app.conf.broker_transport_options = {
-    "visibility_timeout": float(os.environ.get("WOWEVENT_TEST_VISIBILITY", "3600")),
-    "unacked_restore_interval": 1,
-    "unacked_restore_throttle": 1,
-    "unacked_mutex_expire": 2,
-}
+app = Celery("load", broker=BROKER, set_as_current=False)
+if BROKER == URL:
+    app.conf.broker_transport_options = {
+        "visibility_timeout": float(os.environ.get("WOWEVENT_TEST_VISIBILITY", "3600")),
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 2,
+    }
+else:  # RabbitMQ: the log, dead letters and bindings stay in Redis
+    app.conf.wowevent_store_url = URL
 app.conf.broker_connection_retry_on_startup = True
 app.conf.worker_prefetch_multiplier = 2
 bus = EventBus(
