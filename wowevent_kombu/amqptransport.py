@@ -126,11 +126,14 @@ class AmqpTransport:
                     self._links.remove(link)
             link.close()
 
-    def _broker_error(self, exc: BaseException, doing: str, ids: tuple[str, ...]) -> PublishError:
+    def _broker_error(
+        self, exc: BaseException, doing: str, ids: tuple[str, ...], hint: str = ""
+    ) -> PublishError:
         self._drop_link()
         where = redact_url(self._settings.broker_url)
         return PublishError(
-            f"{doing} failed against RabbitMQ at {where}: {type(exc).__name__}: {exc}",
+            f"{doing} failed against RabbitMQ at {where}: {type(exc).__name__}: {exc}"
+            + (f"; {hint}" if hint else ""),
             event_ids=ids,
         )
 
@@ -217,6 +220,12 @@ class AmqpTransport:
             for item, queues in zip(batch, routes, strict=True):
                 if not queues:
                     raise unroutable_error(self._settings.exchange, batch, item.event.type)
+        try:
+            producer = self._link().producer  # connected before anything is logged
+        except _BROKER_ERRORS as exc:
+            raise self._broker_error(
+                exc, "publishing", ids, "nothing was written; publish again once it answers"
+            ) from exc
         commands: list[Command] = list(self.log_appender.commands(batch))
         unroutable = sum(1 for queues in routes if not queues)
         if unroutable:
@@ -227,7 +236,6 @@ class AmqpTransport:
             raise self._store_error(exc, "logging", ids, batch[0].event.type) from exc
         sent = 0
         try:
-            producer = self._link().producer
             for item in batch:
                 self._publish_event(producer, item)
                 sent += 1

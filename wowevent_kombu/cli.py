@@ -40,6 +40,7 @@ class CliContext:
     app_path: str | None
     as_json: bool
     celery_app: Celery | None = None
+    store: str | None = None
     _bus: EventBus | None = None
 
     def bus(self) -> EventBus:
@@ -60,6 +61,8 @@ class CliContext:
                     self._bus = EventBus(app, exchange=self.exchange)
             else:
                 bare = Celery("wowevent", broker=self.broker, set_as_current=False)
+                if self.store:
+                    bare.conf.wowevent_store_url = self.store
                 self._bus = EventBus(bare, exchange=self.exchange)
         return self._bus
 
@@ -127,7 +130,14 @@ pass_ctx = click.make_pass_decorator(CliContext)
 
 
 @click.group(name="wowevent")
-@click.option("--broker", envvar="WOWEVENT_BROKER_URL", help="Redis URL [env WOWEVENT_BROKER_URL].")
+@click.option(
+    "--broker", envvar="WOWEVENT_BROKER_URL",
+    help="Broker URL, Redis or RabbitMQ [env WOWEVENT_BROKER_URL].",
+)  # fmt: skip
+@click.option(
+    "--store", envvar="WOWEVENT_STORE_URL",
+    help="Redis of the log and dead letters beside a RabbitMQ broker [env WOWEVENT_STORE_URL].",
+)  # fmt: skip
 @click.option("--exchange", envvar="WOWEVENT_EXCHANGE", help="Exchange [env WOWEVENT_EXCHANGE].")
 @click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", help="Celery app, module:attr.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -136,6 +146,7 @@ pass_ctx = click.make_pass_decorator(CliContext)
 def cli(
     ctx: click.Context,
     broker: str | None,
+    store: str | None,
     exchange: str | None,
     app_path: str | None,
     as_json: bool,
@@ -145,7 +156,7 @@ def cli(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
     parent = ctx.obj  # under `celery wowevent`, Celery's CLIContext with the -A app
     celery_app = getattr(parent, "app", None) if parent is not None else None
-    ctx.obj = CliContext(broker, exchange, app_path, as_json, celery_app=celery_app)
+    ctx.obj = CliContext(broker, exchange, app_path, as_json, celery_app=celery_app, store=store)
 
 
 @cli.command()

@@ -1,0 +1,80 @@
+"""RabbitMQ pieces that need no worker: topology, naming, and failures that write nothing."""
+
+from __future__ import annotations
+
+import copy
+import socket
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import Broker
+from wowevent_kombu import EventBus, PublishError, names
+from wowevent_kombu.amqptopology import subscriber_queue
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def dead_rabbit_bus(redis_url: str, exchange: str) -> Iterator[EventBus]:
+    """A bus whose RabbitMQ refuses connections (nothing listens on the port)."""
+    app = Celery("pub", broker=f"amqp://guest:secret@127.0.0.1:{free_port()}//")
+    app.conf.wowevent_store_url = redis_url
+    bus = EventBus(app, exchange=exchange, publish_timeout=2)
+    yield bus
+    bus.close()
+
+
+def test_a_refused_rabbitmq_publish_writes_nothing_and_hides_the_password(
+    dead_rabbit_bus: EventBus,
+) -> None:
+    with pytest.raises(PublishError, match="nothing was written") as caught:
+        dead_rabbit_bus.publish("order.created", {"n": 1})
+    assert "secret" not in str(caught.value)
+    assert dead_rabbit_bus.log.stats()["length"] == 0
+    with pytest.raises(PublishError, match="RabbitMQ"):
+        dead_rabbit_bus.transport.ping()  # type: ignore[attr-defined]
+
+
+def test_pinned_keys_are_one_word_and_distinct_per_queue() -> None:
+    keys = {names.pinned_key(q) for q in ("x.b", "x.a.x.b", "x.a_b", "x.a.b")}
+    assert len(keys) == 4
+    assert all("." not in key and "*" not in key and "#" not in key for key in keys)
+
+
+def test_a_subscriber_queue_keeps_its_pinned_binding_when_copied() -> None:
+    """Kombu rebuilds copies through the constructor, which drops an exchange beside bindings."""
+    queue = subscriber_queue("shop", "shop.billing", ["order.*", "refund.#"])
+    for made in (queue, copy.copy(queue)):
+        assert made.exchange.name == names.pinned_exchange("shop")
+        assert made.routing_key == names.pinned_key("shop.billing")
+        assert {b.routing_key for b in made.bindings} == {"order.*", "refund.#"}
+        assert made.queue_arguments == {"x-queue-type": "quorum"}
+
+
+def test_bindings_live_on_rabbitmq_and_in_the_redis_copy(
+    amqp_url: str, redis_url: str, exchange: str, redis_client: redis.Redis
+) -> None:
+    rabbit = Broker("amqp", amqp_url, redis_url, exchange)
+    bus = rabbit.bus()
+    queue = names.queue_name(exchange, "billing")
+    try:
+        bus.transport.bind(queue, ["order.*"])
+        assert bus.bindings() == {"billing": ["order.*"]}
+        bus.publish("order.created")
+        bus.publish("order.created.eu")  # one word too many for order.*
+        assert bus.transport.queue_depths([queue]) == {queue: 1}
+        assert bus.unsubscribe("billing") == ["order.*"]
+        bus.publish("order.created")
+        assert bus.transport.queue_depths([queue]) == {queue: 1}
+        assert bus.transport.queue_depths(["no.such.queue"]) == {"no.such.queue": 0}
+        bus.transport.ping()  # type: ignore[attr-defined]
+    finally:
+        bus.transport.delete_queue(queue)
+        rabbit.cleanup()
