@@ -1,7 +1,8 @@
 """An example shop: four subscribers on one Celery app.
 
 Run a worker with ``celery -A examples.shop worker -E`` (broker from ``WOWEVENT_BROKER_URL``,
-exchange from ``WOWEVENT_EXCHANGE``). Each handler notes what it did in Redis so the demo can
+exchange from ``WOWEVENT_EXCHANGE``; with a RabbitMQ broker, the Redis of the log and dead
+letters from ``WOWEVENT_STORE_URL``). Each handler notes what it did in Redis so the demo can
 show it; a real handler would bill, audit or notify instead.
 """
 
@@ -15,6 +16,7 @@ from celery import Celery
 from wowevent_kombu import Event, EventBus, instrument
 
 BROKER = os.environ.get("WOWEVENT_BROKER_URL", "redis://localhost:6379/0")
+STORE = os.environ.get("WOWEVENT_STORE_URL") or BROKER
 
 app = Celery("shop", broker=BROKER, set_as_current=False)
 app.conf.broker_transport_options = {"visibility_timeout": 3600}
@@ -25,7 +27,7 @@ instrument(bus)  # metrics, worker heartbeat and the window behind `wowevent sta
 
 @cache
 def _notes() -> redis.Redis:
-    return redis.Redis.from_url(BROKER)
+    return redis.Redis.from_url(STORE)
 
 
 def note(task, event: Event, outcome: str) -> None:

@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import ROOT
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+RABBITMQ_OVERLAY = ROOT / "compose" / "docker-compose.rabbitmq.yml"
 DOCKERFILE = ROOT / "compose" / "Dockerfile"
 KUBERNETES_DIR = ROOT / "deploy" / "kubernetes"
 VENV_BIN = Path(sys.executable).parent
@@ -22,9 +23,30 @@ VENV_BIN = Path(sys.executable).parent
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
 
 
-def compose() -> dict[str, Any]:
-    """The compose file, YAML anchors and merge keys resolved."""
+def compose(*overlays: Path) -> dict[str, Any]:
+    """The compose file, YAML anchors and merge keys resolved, with ``overlays`` merged in.
+
+    Merged as ``docker compose -f base -f overlay`` does for what the files use: services
+    and top-level sections by name, a service's mappings (``environment``, ``depends_on``)
+    key by key, anything else replaced.
+    """
     doc: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    for overlay in overlays:
+        extra: dict[str, Any] = yaml.safe_load(overlay.read_text())
+        for section, entries in extra.items():
+            if section.startswith("x-") or not isinstance(entries, dict):
+                continue
+            merged = doc.setdefault(section, {}) or {}
+            doc[section] = merged
+            for name, spec in entries.items():
+                if section != "services" or name not in merged:
+                    merged[name] = spec
+                    continue
+                for key, value in spec.items():
+                    if isinstance(value, dict) and isinstance(merged[name].get(key), dict):
+                        merged[name][key] = {**merged[name][key], **value}
+                    else:
+                        merged[name][key] = value
     return doc
 
 
@@ -41,13 +63,15 @@ def interpolate(value: str, environ: dict[str, str]) -> str:
     return _VARIABLE.sub(replace, value)
 
 
-def service_env(service: str, overrides: dict[str, str]) -> dict[str, str]:
+def service_env(
+    service: str, overrides: dict[str, str], doc: dict[str, Any] | None = None
+) -> dict[str, str]:
     """What a compose service's process sees: the image's ENV, its ``environment``, overrides.
 
     The image's PATH starts with the virtualenv's bin and PYTHONPATH is the app's directory: here
     that is this test run's virtualenv and the repository root.
     """
-    spec = compose()["services"][service]
+    spec = (doc or compose())["services"][service]
     env = {**os.environ, **dockerfile_env()}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)

@@ -27,6 +27,7 @@ from tests.conftest import ROOT
 from tests.deployfiles import (
     COMPOSE_FILE,
     DOCKERFILE,
+    RABBITMQ_OVERLAY,
     VENV_BIN,
     compose,
     dockerfile_stages,
@@ -34,7 +35,9 @@ from tests.deployfiles import (
     interpolate,
     manifest,
     manifests,
+    service_env,
 )
+from wowevent_kombu import Settings
 from wowevent_kombu.cli import cli
 
 KUBERNETES_VERSIONS = ["1.29", "1.33"]
@@ -480,3 +483,25 @@ def test_a_documented_command_runs_as_the_installed_script() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "--dry-run" in out.stdout
+
+
+# ---- compose with RabbitMQ as the broker ------------------------------------------------------
+
+
+def test_the_rabbitmq_overlay_moves_the_broker_and_keeps_redis_as_the_store() -> None:
+    doc = compose(RABBITMQ_OVERLAY)
+    rabbit = doc["services"]["rabbitmq"]
+    assert PINNED_TAG.match(rabbit["image"]), rabbit["image"]
+    assert all(str(p).startswith("127.0.0.1:") for p in rabbit["ports"])
+    assert rabbit["healthcheck"]["test"][0] == "CMD"
+    assert "rabbitmq-data" in doc["volumes"], "RabbitMQ's queues must outlive its container"
+    for name in ("worker", "service", "flower"):
+        env = service_env(name, {}, doc)
+        assert env["WOWEVENT_BROKER_URL"].startswith("amqp://"), name
+        assert env["WOWEVENT_STORE_URL"] == "redis://redis:6379/0", name
+        assert env["WOWEVENT_EXCHANGE"] == "wowevent", name  # kept from the base file
+        depends = doc["services"][name]["depends_on"]
+        assert depends["rabbitmq"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+    settings = Settings.load({}, service_env("worker", {}, doc))
+    assert settings.amqp and settings.redis_url == "redis://redis:6379/0"

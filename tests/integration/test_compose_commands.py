@@ -23,6 +23,7 @@ from celery import Celery
 
 from tests.conftest import ROOT, wait_for
 from tests.deployfiles import (
+    RABBITMQ_OVERLAY,
     compose,
     dockerfile_stages,
     exec_form,
@@ -225,3 +226,72 @@ def test_the_compose_flower_command_answers_its_healthcheck(
         wait_for(healthy, 30, 0.2, "Flower's /healthcheck")
     finally:
         flower.stop()
+
+
+def test_the_rabbitmq_overlay_commands_run_the_bus(
+    amqp_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """docker-compose.rabbitmq.yml's worker and service, locally, on RabbitMQ and Redis."""
+    doc = compose(RABBITMQ_OVERLAY)
+    services = doc["services"]
+    exchange = f"t{tmp_path.name[-8:].replace('_', '')}r"
+    common = {"WOWEVENT_BROKER_URL": amqp_url, "WOWEVENT_STORE_URL": redis_url,
+              "WOWEVENT_EXCHANGE": exchange}  # fmt: skip
+    serve_port = free_port()
+    service_environ = service_env(
+        "service",
+        {**common, "WOWEVENT_SERVE_HOST": "127.0.0.1", "WOWEVENT_SERVE_PORT": str(serve_port)},
+        doc,
+    )
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    worker_environ = service_env(
+        "worker",
+        {**common, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "WOWEVENT_METRICS_PORT": "0",
+         "WOWEVENT_METRICS_ADDR": "127.0.0.1", "HOSTNAME": socket.gethostname()},
+        doc,
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    app = Celery("publisher", broker=amqp_url, set_as_current=False)
+    app.conf.wowevent_store_url = redis_url
+    bus = EventBus(app, exchange=exchange)
+    started: list[Process] = []
+    base = f"http://127.0.0.1:{serve_port}"
+    try:
+        worker = Process(local_command(services["worker"]["command"]), worker_environ,
+                         tmp_path / "worker.log")  # fmt: skip
+        started.append(worker)
+        wait_for(lambda: " ready." in worker.text(), 60, 0.1, "the worker to be ready")
+        service = Process(local_command(services["service"]["command"]), service_environ,
+                          tmp_path / "service.log")  # fmt: skip
+        started.append(service)
+        wait_for(lambda: "serving on" in service.text(), 30, 0.05, "wowevent serve to listen")
+        wait_for(lambda: get(f"{base}/ready")[0] == 200, 30, 0.1, "/ready to answer 200")
+
+        event = bus.publish("order.created", {"order_id": "r-1"}, source="compose-test")
+
+        def handled() -> set[str]:
+            notes = [json.loads(raw) for raw in client.lrange(f"{exchange}:demo:notes", 0, -1)]
+            return {n["subscriber"] for n in notes if n["event_id"] == event.id}
+
+        assert wait_for(lambda: handled() >= {"billing", "audit"}, 30, 0.05, "the deliveries")
+        assert handled() == {"billing", "audit"}
+        assert bus.log.get(event.id) is not None  # the log stays in Redis
+        check = run_check(healthcheck("worker"), worker_environ)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert worker.stop() == 0
+    finally:
+        for process in reversed(started):
+            process.stop()
+        from kombu import Connection
+
+        with Connection(amqp_url) as conn:
+            channel = conn.channel()
+            for name in bus.bindings():
+                channel.queue_delete(f"{exchange}.{name}")
+            for name in (exchange, f"{exchange}.pinned"):
+                channel.exchange_delete(name)
+        for key in client.scan_iter(match=f"{exchange}*", count=1000):
+            client.delete(key)
+        bus.close()
+        client.close()
