@@ -25,6 +25,30 @@ from .amqptransport import EVENT_ID_HEADER
 log = logging.getLogger(__name__)
 
 
+class ConsumedQueues:
+    """The queue a delivery arrived on, from its consumer tag (RabbitMQ names no queue).
+
+    Kombu's consumer keeps queue name -> consumer tag for the queues it consumes; the inverse
+    is cached and rebuilt when a tag is not in it (after a reconnect, tags are new).
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._tags: dict[str, str] = {}
+
+    def of(self, message: Any) -> str | None:
+        """The queue ``message`` was delivered from, or ``None`` when it is not known."""
+        tag = (getattr(message, "delivery_info", None) or {}).get("consumer_tag")
+        if tag is None:
+            return None
+        tag = str(tag)
+        if tag not in self._tags:
+            task_consumer = getattr(self._consumer, "task_consumer", None)
+            active = getattr(task_consumer, "_active_tags", None) or {}
+            self._tags = {str(t): q for q, t in active.items()}
+        return self._tags.get(tag)
+
+
 class DispatchTask(Task):  # type: ignore[misc]
     """The routed-message task: its strategy renames each message to a subscriber task."""
 
@@ -32,26 +56,22 @@ class DispatchTask(Task):  # type: ignore[misc]
 
     def start_strategy(self, app: Celery, consumer: Any, **kwargs: Any) -> Any:
         subscribers_of = self.wowevent_queues
-        tags: dict[str, str] = {}
-
-        def queue_of(message: Any) -> str | None:
-            tag = str((message.delivery_info or {}).get("consumer_tag"))
-            if tag not in tags:
-                # Kombu keeps queue name -> consumer tag for the queues it consumes.
-                active = getattr(consumer.task_consumer, "_active_tags", {})
-                tags.clear()
-                tags.update({t: q for q, t in active.items()})
-            return tags.get(tag)
+        queues = ConsumedQueues(consumer)
 
         def dispatch(message: Any, *args: Any, **options: Any) -> Any:
-            queue = queue_of(message)
+            queue = queues.of(message)
             subscriber = subscribers_of().get(queue or "")
             headers = message.headers
             event_id = headers.get(EVENT_ID_HEADER)
-            if subscriber is None or not isinstance(event_id, str):
+            if subscriber is None:
                 raise InvalidTaskError(
-                    f"routed event message on queue {queue!r} names no subscriber of this "
-                    f"worker (event id {event_id!r}); it is dropped"
+                    f"routed event message on queue {queue!r}, which is no subscriber queue "
+                    "of this worker; it is dropped"
+                )
+            if not isinstance(event_id, str) or not event_id:
+                raise InvalidTaskError(
+                    f"routed message on queue {queue!r} carries no {EVENT_ID_HEADER!r} "
+                    "header: it was not published by this bus; it is dropped"
                 )
             task = names.task_name(subscriber)
             task_id = names.task_id(event_id, subscriber)

@@ -1,7 +1,8 @@
 """Malformed queue entries: recorded as dead letters of the subscriber whose queue held them.
 
 A subscriber queue is a plain Redis list: anyone with write access can ``LPUSH`` anything into
-it. Celery reports what it cannot run through four consumer callbacks, each of which logs and
+it (on RabbitMQ, anyone who may publish to the bus's exchanges can route anything into it).
+Celery reports what it cannot run through four consumer callbacks, each of which logs and
 then rejects (drops) the message: ``on_decode_error`` (content that is not accepted, e.g.
 pickle, or a quarantined entry that was not a message at all, see
 :mod:`wowevent_kombu.redistransport`), ``on_unknown_message`` (no task name), ``on_unknown_task``
@@ -24,6 +25,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from .amqpdispatch import ConsumedQueues
 from .deadletter import Attempt, DeadLetter
 from .deadletterstore import DeadLetterStore
 from .redistransport import MALFORMED_HEADER, SOURCE_QUEUE
@@ -67,14 +69,21 @@ def raw_content(message: Any) -> str:
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "..."
 
 
-def malformed_record(message: Any, subscriber: str, problem: str) -> DeadLetter:
-    """The dead-letter record of a malformed entry found in ``subscriber``'s queue."""
+def malformed_record(
+    message: Any, subscriber: str, problem: str, *, shared: bool = False
+) -> DeadLetter:
+    """The dead-letter record of a malformed entry found in ``subscriber``'s queue.
+
+    The record takes the message's task id when it has a usable one, unless the message is
+    ``shared``: one message routed into several queues (RabbitMQ), whose copies need records
+    of their own.
+    """
     headers = getattr(message, "headers", None)
     headers = headers if isinstance(headers, dict) else {}
     task_id = headers.get("id")
     record_id = (
         task_id
-        if isinstance(task_id, str) and _SAFE_ID.match(task_id)
+        if isinstance(task_id, str) and _SAFE_ID.match(task_id) and not shared
         else f"malformed-{uuid.uuid4().hex}"
     )
     content_type = getattr(message, "content_type", None)
@@ -120,10 +129,15 @@ class MalformedEntries:
     ) -> None:
         self._subscribers = subscribers_by_queue
         self._store = store
+        self._consumed: ConsumedQueues | None = None
 
     def record(self, message: Any, problem: str) -> bool:
         """Write the record if ``message`` came from a subscriber queue; ``True`` if written."""
         queue = source_queue(message)
+        shared = False
+        if queue is None and self._consumed is not None:
+            queue = self._consumed.of(message)  # RabbitMQ: by the delivery's consumer tag
+            shared = True
         subscriber = self._subscribers().get(queue or "")
         if subscriber is None:
             return False
@@ -132,7 +146,7 @@ class MalformedEntries:
         if store is None:
             log.error("malformed entry in %s dropped (dead-lettering is off): %s", queue, reason)
             return False
-        record = malformed_record(message, subscriber, reason)
+        record = malformed_record(message, subscriber, reason, shared=shared)
         try:
             store.write(record)
         except Exception:
@@ -146,6 +160,7 @@ class MalformedEntries:
 
     def wrap(self, consumer: Any) -> None:
         """Put the recording in front of the consumer's four malformed-message callbacks."""
+        self._consumed = ConsumedQueues(consumer)
         for hook in _HOOKS:
             setattr(consumer, hook, self._wrapped(hook, getattr(consumer, hook)))
 

@@ -62,3 +62,49 @@ def test_worker_killed_mid_stream_on_rabbitmq_loses_nothing(
     assert len(duplicates) <= 2 * 4, duplicates
     assert all(handled_before[key] >= 1 for key in duplicates)
     assert wait_for(lambda: set(bus.queue_depths().values()) == {0} or None, message="drained")
+
+
+def test_hostile_messages_on_rabbitmq_are_dead_lettered_and_the_worker_keeps_going(
+    rabbit: Broker,
+    start_worker: Callable[..., Worker],
+    redis_client: redis.Redis,
+    exchange: str,
+) -> None:
+    from kombu import Connection, Exchange
+
+    from wowevent_kombu import names
+
+    worker = start_worker(env=rabbit.worker_env)  # tests.apps.shop: billing and audit on order.*
+    bus = rabbit.bus()
+    dispatch = names.dispatch_task_name(exchange)
+    hostile = [
+        (b"not json at all", "application/json", {}),  # no task name
+        (b"\x80\x04K\x01.", "application/x-python-serialize", {"task": dispatch}),  # pickle
+        (b"[[], {}, {}]", "application/json", {"task": "evil.task", "id": "x"}),  # unknown
+        (b'{"x": 1}', "application/json", {"task": dispatch, "id": "y",
+                                           "wowevent_event_id": "e-1"}),  # wrong shape
+    ]  # fmt: skip
+    with Connection(rabbit.url) as conn:
+        producer = conn.Producer()
+        for body, content_type, headers in hostile:
+            producer.publish(
+                body, exchange=Exchange(exchange, type="topic", durable=True),
+                routing_key="order.created", content_type=content_type,
+                content_encoding="binary", headers=headers, declare=(),
+            )  # fmt: skip
+    good = bus.publish("order.created", {"ok": True})
+    wait_for(lambda: {e["subscriber"] for e in seen_by(redis_client, exchange, good.id)}
+             == {"billing", "audit"}, message="the good event after the hostile ones")  # fmt: skip
+    records = wait_for(lambda: len(got := bus.dead_letters.list().records) >= 8 and got,
+                       message="8 malformed records")  # fmt: skip
+    assert {r.reason for r in records} == {"malformed"}
+    assert sorted(r.subscriber for r in records) == ["audit"] * 4 + ["billing"] * 4
+    assert worker.proc.poll() is None
+    assert set(bus.queue_depths().values()) == {0}  # dropped after recording, never retried
+
+
+def seen_by(client: redis.Redis, exchange: str, event_id: str) -> list[dict[str, object]]:
+    import json
+
+    entries = [json.loads(raw) for raw in client.lrange(f"{exchange}:seen", 0, -1)]
+    return [e for e in entries if e["id"] == event_id]
