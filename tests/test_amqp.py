@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -77,4 +79,42 @@ def test_bindings_live_on_rabbitmq_and_in_the_redis_copy(
         bus.transport.ping()  # type: ignore[attr-defined]
     finally:
         bus.transport.delete_queue(queue)
+        rabbit.cleanup()
+
+
+def test_a_connection_the_broker_closed_since_the_last_publish_is_replaced(
+    amqp_url: str, redis_url: str, exchange: str
+) -> None:
+    """RabbitMQ closes the publisher's connection (as at a restart); the next publish succeeds."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None or "127.0.0.1:5672" not in amqp_url:
+        pytest.skip("needs rabbitmqctl for the local RabbitMQ to close a connection")
+    rabbit = Broker("amqp", amqp_url, redis_url, exchange)
+    bus = rabbit.bus()
+    queue = names.queue_name(exchange, "billing")
+    try:
+        bus.transport.bind(queue, ["order.*"])
+        bus.publish("order.created")
+        link = bus.transport._local.link  # type: ignore[attr-defined]
+        port = link.connection.connection.sock.getsockname()[1]
+        name = f"127.0.0.1:{port} -> 127.0.0.1:5672"
+
+        def connections() -> dict[str, str]:
+            listed = subprocess.run(
+                [rabbitmqctl, "list_connections", "-q", "name", "pid"],
+                capture_output=True, text=True, timeout=60,
+            ).stdout  # fmt: skip
+            rows = (line.split("\t") for line in listed.splitlines() if "\t" in line)
+            return {row[0]: row[1] for row in rows}
+
+        pid = connections()[name]
+        closed = subprocess.run(
+            [rabbitmqctl, "close_connection", pid, "closed by the test"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert closed.returncode == 0, closed.stderr  # RabbitMQ has sent connection.close
+        bus.publish("order.created")
+        assert bus.transport.queue_depths([queue]) == {queue: 2}
+        assert bus.log.stats()["length"] == 2
+    finally:
         rabbit.cleanup()

@@ -220,6 +220,7 @@ class AmqpTransport:
             for item, queues in zip(batch, routes, strict=True):
                 if not queues:
                     raise unroutable_error(self._settings.exchange, batch, item.event.type)
+        reused = getattr(self._local, "link", None) is not None
         try:
             producer = self._link().producer  # connected before anything is logged
         except _BROKER_ERRORS as exc:
@@ -237,7 +238,17 @@ class AmqpTransport:
         sent = 0
         try:
             for item in batch:
-                self._publish_event(producer, item)
+                try:
+                    self._publish_event(producer, item)
+                except _BROKER_ERRORS:
+                    if not reused:
+                        raise
+                    # A connection kept from an earlier publish may have been closed by the
+                    # broker since (restart, failover, idle timeout): once, on a fresh one.
+                    log.info("RabbitMQ connection lost since the last publish; reconnecting")
+                    self._drop_link()
+                    producer, reused = self._link().producer, False
+                    self._publish_event(producer, item)
                 sent += 1
         except _BROKER_ERRORS as exc:
             self._drop_link()
