@@ -118,3 +118,22 @@ def test_a_connection_the_broker_closed_since_the_last_publish_is_replaced(
         assert bus.log.stats()["length"] == 2
     finally:
         rabbit.cleanup()
+
+
+def test_a_consumer_outside_celery_reads_routed_events(
+    amqp_url: str, redis_url: str, exchange: str
+) -> None:
+    """``bus.consume`` (and ``wowevent tail``) on a temporary quorum queue of its own."""
+    rabbit = Broker("amqp", amqp_url, redis_url, exchange)
+    bus = rabbit.bus()
+    got: list[str] = []
+    try:
+        bus.transport.bind(names.queue_name(exchange, "tail.t1"), ["order.#"])
+        sent = [bus.publish("order.created", {"n": i}).id for i in range(3)]
+        bus.publish("refund.created")
+        handled = bus.consume({"order.#": lambda e: got.append(e.id)}, group="tail.t1",
+                              limit=3, timeout=10, temporary=True)  # fmt: skip
+        assert handled == 3 and got == sent
+        assert "tail.t1" not in bus.bindings()
+    finally:
+        rabbit.cleanup()
