@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from . import names, wire
+from . import bell, names, wire
 from .deadletter import REASONS, DeadLetter, DeadLetterFilter, as_epoch
 from .errors import DeadLetterError, InvalidFilterError, UnknownDeadLetterError
 
@@ -31,13 +31,21 @@ CHUNK = 1000
 
 # Re-drive is conditional on the record still being there (two operators, or a retry racing a
 # purge, must not deliver it twice), which MULTI/EXEC cannot express; a script is just as atomic.
-# KEYS: records, index, queue...; ARGV: (id, queue number, message) triples.
+# Each push rings the queue's bell (wowevent_kombu.bell), the last two ARGV being the token and
+# the most tokens a bell holds.
+# KEYS: records, index, queue..., the queues' bells in the same order;
+# ARGV: (id, queue number, message) triples, token, most tokens.
 _REDRIVE = """
+local queues = (#KEYS - 2) / 2
+local token, most = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
 local moved = {}
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV - 2, 3 do
   if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    local n = tonumber(ARGV[i + 1])
     redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('LPUSH', KEYS[2 + tonumber(ARGV[i + 1])], ARGV[i + 2])
+    redis.call('LPUSH', KEYS[2 + n], ARGV[i + 2])
+    redis.call('LPUSH', KEYS[2 + queues + n], token)
+    redis.call('LTRIM', KEYS[2 + queues + n], 0, most - 1)
     moved[#moved + 1] = ARGV[i]
   end
 end
@@ -346,7 +354,9 @@ class DeadLetterStore:
                 queue = names.queue_name(self.exchange, record.subscriber)
                 number = queues.setdefault(queue, len(queues) + 1)
                 argv += [record.id, str(number), self._message(record)]
-            done = self._redrive(keys=[self._records, self._index, *queues], args=argv)
+            bells = [names.bell_key(queue) for queue in queues]
+            argv += [bell.TOKEN, str(bell.MOST_TOKENS)]
+            done = self._redrive(keys=[self._records, self._index, *queues, *bells], args=argv)
             moved += self._decode(done)
             if progress is not None:
                 progress(len(chunk))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import names, wire
+from . import bell, names, wire
 from .atomic import Command, execute_atomic
 from .errors import LogQueryError, ReplayInterrupted, UnknownReplayError, UnknownSubscriberError
 from .eventlog import EventLog, RawEntry, Selection, split_position
@@ -303,7 +303,9 @@ class Replayer:
             return
         if not dry_run:
             key = names.replay_key(self.exchange, report.replay_id)
-            commands: list[Command] = [("LPUSH", q, *m) for q, m in batch.pushes.items()]
+            commands: list[Command] = []
+            for queue, messages in batch.pushes.items():
+                commands += [("LPUSH", queue, *messages), *bell.ring(queue)]
             if batch.position is not None:
                 commands.append(("HSET", key, "position", batch.position))
             commands.append(("HINCRBY", key, "scanned", batch.events))

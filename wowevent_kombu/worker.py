@@ -12,6 +12,7 @@ import redis
 from celery import Celery, bootsteps
 
 from .errors import ConfigurationError, WowEventError
+from .redistransport import BELL_QUEUES_OPTION
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -135,6 +136,19 @@ def install_guarded_transport(app: Celery) -> bool:
     return True
 
 
+def enable_bells(app: Celery, queues: Iterable[str]) -> None:
+    """Let the guarded transport consume ``queues`` through their bells, atomically.
+
+    Only for queues whose every writer rings the bell (the bus's subscriber queues: its
+    publishes, replays, re-drives, and Celery's retries and restores through this transport);
+    a push that rings none waits for the worker's next sweep, up to ``brpop_timeout``.
+    """
+    conf = app.conf
+    options = dict(conf.broker_transport_options or {})
+    options[BELL_QUEUES_OPTION] = sorted({*options.get(BELL_QUEUES_OPTION, ()), *queues})
+    conf.broker_transport_options = options
+
+
 def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
@@ -153,7 +167,8 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
             ):
                 log.warning(warning)
             attach_queues(worker.app, bus)
-            install_guarded_transport(worker.app)
+            if install_guarded_transport(worker.app):
+                enable_bells(worker.app, [sub.queue for sub in bus.subscribers.values()])
 
     return WowEventStep
 
