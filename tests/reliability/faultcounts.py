@@ -3,9 +3,9 @@
 ``test_faults.py`` counts inside each test; this plugin watches the helpers it counts with
 (``all_handled`` and ``missing`` get the ids that must be handled, ``runs`` reads the
 executions, ``publisher`` makes the bus whose ``replay`` calls are counted, since a delivery
-re-sent from the log would hide a loss) and reports their last values once the test has run. Load it with
-``-p tests.reliability.faultcounts -s``; lines start with ``RELIABILITY`` and are also appended
-to ``$WOWEVENT_RELIABILITY_REPORT``.
+re-sent from the log would hide a loss) and reports their last values once the test has run.
+Load it with ``-p tests.reliability.faultcounts -s``; lines start with ``RELIABILITY`` and are
+also appended to ``$WOWEVENT_RELIABILITY_REPORT``.
 """
 
 from __future__ import annotations

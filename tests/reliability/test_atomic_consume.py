@@ -15,10 +15,8 @@ import redis
 
 from tests.conftest import ROOT, wait_for
 from tests.reliability.conftest import runs
-from tests.reliability.counting import publisher, publish_all
+from tests.reliability.counting import publish_all, publisher
 from wowevent_kombu import names
-
-pytestmark = pytest.mark.usefixtures("private_redis")
 
 
 def start_load_worker(start_worker, server, exchange, **env):
