@@ -146,7 +146,8 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         self._get_records = True
         self._belled: frozenset[str] = frozenset()
         super().__init__(*args, **kwargs)
-        self._belled = frozenset(self.wowevent_bell_queues)
+        if not self.global_keyprefix:  # the bus refuses a prefix; Kombu's path applies one
+            self._belled = frozenset(self.wowevent_bell_queues)
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -171,6 +172,9 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             self._get_records = True
 
     def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self._belled:
+            super()._brpop_start(timeout)
+            return
         if timeout is None:
             timeout = self.brpop_timeout
         queues = self._queue_cycle.consume(len(self.active_queues))
@@ -348,7 +352,13 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
 
 class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    """:class:`GuardedChannel`'s parsing on Kombu's Sentinel channel."""
+    """:class:`GuardedChannel`'s parsing and atomic pops on Kombu's Sentinel channel."""
+
+    # Both bases extend Kombu's option list; the first base's list alone would drop the other's.
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        BELL_QUEUES_OPTION,
+    )
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
