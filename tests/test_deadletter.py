@@ -150,6 +150,11 @@ def test_retry_pushes_a_fresh_task_to_that_subscriber_and_removes_the_record(
     assert store.retry(record.id) == [record.id]
     assert store.count() == 1
     assert redis_client.llen(names.queue_name(exchange, "audit")) == 0
+    # The push rang billing's bell, so a waiting worker pops it at once.
+    assert redis_client.lrange(names.bell_key(names.queue_name(exchange, "billing")), 0, -1) == [
+        b"1"
+    ]
+    assert not redis_client.exists(names.bell_key(names.queue_name(exchange, "audit")))
     [raw] = redis_client.lrange(names.queue_name(exchange, "billing"), 0, -1)
     message = wire.decode_task_message(raw)
     headers = message["headers"]

@@ -9,6 +9,7 @@ from celery import Celery
 
 from wowevent_kombu import wire
 from wowevent_kombu.redistransport import (
+    BELL_QUEUES_OPTION,
     MALFORMED_HEADER,
     QUARANTINE_CONTENT_TYPE,
     SOURCE_QUEUE,
@@ -67,6 +68,16 @@ def test_workers_of_redis_brokers_get_the_guarded_transport():
     assert not install_guarded_transport(app("memory://"))
 
 
+def test_bell_queues_accumulate_in_the_transport_options():
+    from wowevent_kombu.worker import enable_bells
+
+    redis_app = app("redis://localhost:6379/0", broker_transport_options={"visibility_timeout": 9})
+    enable_bells(redis_app, ["x.b", "x.a"])
+    enable_bells(redis_app, ["y.a", "x.a"])
+    options = redis_app.conf.broker_transport_options
+    assert options == {"visibility_timeout": 9, BELL_QUEUES_OPTION: ["x.a", "x.b", "y.a"]}
+
+
 def test_workers_of_sentinel_brokers_get_the_guarded_sentinel_transport():
     from kombu.transport.redis import SentinelChannel
 
@@ -78,6 +89,11 @@ def test_workers_of_sentinel_brokers_get_the_guarded_sentinel_transport():
     assert sentinel_app.conf.broker_transport == GUARDED_SENTINEL_TRANSPORT
     assert issubclass(SentinelTransport.Channel, GuardedChannel)
     assert issubclass(SentinelTransport.Channel, SentinelChannel)
+    # Both the Sentinel options and the bell queues reach the channel.
+    options = SentinelTransport.Channel.from_transport_options
+    assert {"master_name", "sentinel_kwargs", "visibility_timeout", BELL_QUEUES_OPTION} <= set(
+        options
+    )
     chosen = app("sentinel://127.0.0.1:26379", broker_transport="sentinel")
     assert install_guarded_transport(chosen)
 

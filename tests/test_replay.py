@@ -91,6 +91,9 @@ def test_replay_goes_to_named_subscribers_only_marked_with_own_task_ids(
     messages = queued(redis_client, bus, "billing")
     assert event_ids(messages) == [e.id for e in events if e.type == "order.created"]
     assert queued(redis_client, bus, "audit") == []
+    # Each replay batch rang the bell of the queues it pushed to.
+    assert redis_client.llen(names.bell_key(names.queue_name(bus.exchange, "billing"))) == 1
+    assert not redis_client.exists(names.bell_key(names.queue_name(bus.exchange, "audit")))
     for message, event in zip(
         messages, [e for e in events if e.type == "order.created"], strict=True
     ):

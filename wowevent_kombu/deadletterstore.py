@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from . import names, wire
+from . import bell, names, wire
 from .deadletter import REASONS, DeadLetter, DeadLetterFilter, as_epoch
 from .errors import DeadLetterError, InvalidFilterError, UnknownDeadLetterError
 
@@ -31,16 +31,23 @@ CHUNK = 1000
 
 # Re-drive is conditional on the record still being there (two operators, or a retry racing a
 # purge, must not deliver it twice), which MULTI/EXEC cannot express; a script is just as atomic.
-# KEYS: records, index, queue...; ARGV: (id, queue number, message) triples; queue number 0:
-# the message was already sent elsewhere (a RabbitMQ broker), only the record is removed.
+# Each push rings the queue's bell (wowevent_kombu.bell), the last two ARGV being the token and
+# the most tokens a bell holds.
+# KEYS: records, index, queue..., the queues' bells in the same order;
+# ARGV: (id, queue number, message) triples, token, most tokens. Queue number 0: the message
+# was already sent elsewhere (a RabbitMQ broker), only the record is removed.
 _REDRIVE = """
+local queues = (#KEYS - 2) / 2
+local token, most = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
 local moved = {}
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV - 2, 3 do
   if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    local n = tonumber(ARGV[i + 1])
     redis.call('ZREM', KEYS[2], ARGV[i])
-    local queue = tonumber(ARGV[i + 1])
-    if queue > 0 then
-      redis.call('LPUSH', KEYS[2 + queue], ARGV[i + 2])
+    if n > 0 then
+      redis.call('LPUSH', KEYS[2 + n], ARGV[i + 2])
+      redis.call('LPUSH', KEYS[2 + queues + n], token)
+      redis.call('LTRIM', KEYS[2 + queues + n], 0, most - 1)
     end
     moved[#moved + 1] = ARGV[i]
   end
@@ -365,7 +372,9 @@ class DeadLetterStore:
                 argv += [record.id, str(number), message]
             if self._send is not None:
                 self._send(sent)
-            done = self._redrive(keys=[self._records, self._index, *queues], args=argv)
+            bells = [names.bell_key(queue) for queue in queues]
+            argv += [bell.TOKEN, str(bell.MOST_TOKENS)]
+            done = self._redrive(keys=[self._records, self._index, *queues, *bells], args=argv)
             moved += self._decode(done)
             if progress is not None:
                 progress(len(chunk))

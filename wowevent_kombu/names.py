@@ -105,6 +105,20 @@ def format_uuid(raw: bytes, *, version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+BELL_SUFFIX = f"{KOMBU_BINDING_SEP}bell"
+"""Ends every bell key: Kombu's separator followed by a word, never a priority number."""
+
+
+def bell_key(queue: str) -> str:
+    """The list a queue's pushes ring, so workers wake to pop it atomically.
+
+    Kombu's priority lists of a queue are ``queue + KOMBU_BINDING_SEP + <digits>``; a bell
+    ends in the separator and a word instead, so it can be neither a queue Kombu can consume
+    (Kombu cuts a popped key at its last separator) nor any queue's priority list.
+    """
+    return f"{queue}{BELL_SUFFIX}"
+
+
 def binding_table_key(exchange: str) -> str:
     """Kombu's binding table of ``exchange``."""
     return f"{KOMBU_BINDING_PREFIX}{exchange}"

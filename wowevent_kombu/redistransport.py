@@ -16,12 +16,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
+from collections.abc import Collection, Sequence
 from queue import Empty
+from time import monotonic, time
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.utils.json import loads
+from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
+from redis.exceptions import NoScriptError
+
+from . import bell, names
+
+log = logging.getLogger(__name__)
 
 QUARANTINE_CONTENT_TYPE = "application/x-wowevent-malformed"
 """Content type of a quarantine envelope (never in any ``accept_content``)."""
@@ -101,23 +110,102 @@ def parse_entry(raw: bytes | str, queue: str) -> dict[str, Any]:
     return payload  # type: ignore[no-any-return]
 
 
+BELL_QUEUES_OPTION = "wowevent_bell_queues"
+"""Transport option: the queues whose every writer rings a bell, consumed atomically."""
+
+
+class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
+    """Kombu's Redis QoS, without the second unacked write for deliveries the pop recorded."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.recorded_by_pop(delivery_tag):
+            virtual.QoS.append(self, message, delivery_tag)  # only the in-memory bookkeeping
+        else:
+            super().append(message, delivery_tag)
+
+
 class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
-    """A Redis channel that quarantines unusable entries instead of raising in the event loop."""
+    """A Redis channel that quarantines unusable entries and pops bell queues atomically.
+
+    For the queues named in the transport option :data:`BELL_QUEUES_OPTION` (the bus's
+    subscriber queues, whose every writer rings a bell) the channel waits on the queues'
+    bells and pops with :data:`wowevent_kombu.bell.POP`, which records the delivery as
+    unacknowledged in the same step: no moment exists where the message is only in this
+    process's memory. Other queues are read as Kombu reads them.
+    """
+
+    QoS = AtomicQoS
+    wowevent_bell_queues: Collection[str] = ()
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, BELL_QUEUES_OPTION)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._recorded: set[str] = set()
+        self._no_ack: set[str] = set()
+        self._waiting_on: dict[str, str] = {}
+        self._sweep_due = 0.0
+        self._get_records = True
+        self._belled: frozenset[str] = frozenset()
+        super().__init__(*args, **kwargs)
+        if not self.global_keyprefix:  # the bus refuses a prefix; Kombu's path applies one
+            self._belled = frozenset(self.wowevent_bell_queues)
+
+    # -- consuming ------------------------------------------------------------------------
+
+    def recorded_by_pop(self, delivery_tag: str) -> bool:
+        """Whether the pop already recorded ``delivery_tag`` as unacknowledged (asked once)."""
+        try:
+            self._recorded.remove(delivery_tag)
+        except KeyError:
+            return False
+        return True
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack.add if no_ack else self._no_ack.discard)(queue)
+        return super().basic_consume(queue, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        self._get_records = not no_ack
+        try:
+            return super().basic_get(queue, no_ack, **kwargs)
+        finally:
+            self._get_records = True
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self._belled:
+            super()._brpop_start(timeout)
+            return
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        # Kombu's order (first priority step of every queue, then the next step...), with a
+        # bell queue's bell in place of its lists.
+        self._waiting_on = {names.bell_key(q): q for q in queues if q in self._belled}
+        plain = [q for q in queues if q not in self._belled]
+        steps = self.priority_steps
+        keys = [names.bell_key(q) if q in self._belled else self._q_for_pri(q, steps[0])
+                for q in queues]  # fmt: skip
+        keys += [self._q_for_pri(q, pri) for pri in steps[1:] for q in plain]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command("BRPOP", *keys, timeout or 0)
 
     def _brpop_read(self, **options: Any) -> bool:
-        # Mirrors kombu.transport.redis.Channel._brpop_read (5.7) except for the parsing.
+        # Mirrors kombu.transport.redis.Channel._brpop_read (5.7) but for the bells and parsing.
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                reply = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                delivery = self._take(reply)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if not dest__item:
+            if delivery is None:
                 raise Empty()
-            dest_raw, item = dest__item
-            dest = kombu_redis.bytes_to_str(dest_raw).rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(dest)
-            self.connection._deliver(parse_entry(item, dest), dest)
+            queue, item, tag = delivery
+            self._queue_cycle.rotate(queue)
+            self.connection._deliver(self._checked(item, queue, tag), queue)
             return True
         finally:
             self._in_poll = None
@@ -125,8 +213,85 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             if flush is not None:
                 flush()
 
+    def _take(self, reply: Any) -> tuple[str, bytes, str | None] | None:
+        """The delivery a wait's reply leads to: ``(queue, entry, tag recorded or None)``."""
+        now = monotonic()
+        if self._waiting_on and (not reply or now >= self._sweep_due):
+            self._sweep_due = now + (self.brpop_timeout or 1)
+            self._ring_strays(list(self._waiting_on.values()))
+        if not reply:
+            return None
+        key = kombu_redis.bytes_to_str(reply[0])
+        queue = self._waiting_on.get(key)
+        if queue is None:  # a queue read the way Kombu reads it
+            return key.rsplit(self.sep, 1)[0], reply[1], None
+        popped = self._call(None, bell.POP, *self._pop_args(queue, queue not in self._no_ack))
+        if popped is None:
+            return None  # another worker took it first
+        item, tag = popped
+        return queue, item, (kombu_redis.bytes_to_str(tag) if tag else None)
+
+    def _ring_strays(self, queues: Sequence[str]) -> None:
+        steps = self.priority_steps
+        keys = [k for q in queues for k in (names.bell_key(q), *self._lists(q))]
+        self._call(None, bell.RING, keys, [len(steps), bell.MOST_TOKENS, bell.TOKEN])
+
+    def _lists(self, queue: str) -> list[str]:
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+
+    def _pop_args(self, queue: str, record: bool) -> tuple[list[str], list[Any]]:
+        keys = [self.unacked_key, self.unacked_index_key, names.bell_key(queue)]
+        flag = "1" if record and self.ack_emulation else "0"
+        return [*keys, *self._lists(queue)], [repr(time()), flag, bell.MOST_TOKENS, bell.TOKEN]
+
+    def _call(self, client: Any, script: bell.LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` on ``client``, or on the idle wait connection when ``client`` is None.
+
+        A script Redis refuses (out of memory, a key of the wrong type) is logged and treated
+        as finding nothing: the messages stay queued for the next try.
+        """
+        try:
+            try:
+                return self._send(client, "EVALSHA", script.sha, keys, args)
+            except NoScriptError:
+                return self._send(client, "EVAL", script.text, keys, args)
+        except self.ResponseError as exc:
+            log.warning("Redis refused the consume script, retrying at the next poll: %s", exc)
+            return None
+
+    def _send(
+        self, client: Any, command: str, script: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        if client is not None:
+            return client.execute_command(command, script, len(keys), *keys, *args)
+        # The wait's own connection, idle between its reply and the next wait: no pool
+        # round trip, and a broken connection fails here as the wait itself would.
+        conn = self.client.connection
+        conn.send_command(command, script, len(keys), *keys, *args)
+        return self.client.parse_response(conn, command)
+
+    def _checked(self, item: bytes, queue: str, tag: str | None) -> dict[str, Any]:
+        payload = parse_entry(item, queue)
+        if tag is None:
+            return payload
+        if payload["properties"].get("delivery_tag") == tag and (
+            payload.get("content-type") != QUARANTINE_CONTENT_TYPE
+        ):
+            self._recorded.add(tag)
+        else:
+            # The script accepted what the channel quarantines: no record may outlive it.
+            self.qos._remove_from_indices(tag).execute()
+        return payload
+
     def _get(self, queue: str) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
+            if queue in self._belled:
+                popped = self._call(client, bell.POP, *self._pop_args(queue, self._get_records))
+                self._maybe_update_queues_expire(client, queue)
+                if popped is None:
+                    raise Empty()
+                item, tag = popped
+                return self._checked(item, queue, kombu_redis.bytes_to_str(tag) if tag else None)
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
                 if item:
@@ -134,6 +299,50 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
                     return parse_entry(item, queue)
             self._maybe_update_queues_expire(client, queue)
             raise Empty()
+
+    # -- writing: every push to a bell queue rings its bell ---------------------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        if queue not in self._belled:
+            super()._put(queue, message, **kwargs)
+            return
+        pri = self._get_message_priority(message, reverse=False)
+        commands: list[tuple[Any, ...]] = [("LPUSH", self._q_for_pri(queue, pri), dumps(message))]
+        if self._expires and queue in self._expires:
+            commands += [("PEXPIRE", key, self._expires[queue]) for key in self._lists(queue)]
+        commands += bell.ring(queue)
+        batch = kwargs.pop("_publish_batch", None)
+        if batch is not None:
+            for name, *args in commands:
+                batch.add(name.lower(), *args)
+            return
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            pipe.execute()
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        # Mirrors Kombu's (5.7), ringing the bell of each bell queue it pushes to.
+        try:
+            try:
+                payload["headers"]["redelivered"] = True
+                payload["properties"]["delivery_info"]["redelivered"] = True
+            except (KeyError, TypeError):
+                pass
+            for queue in self._lookup(exchange, routing_key):
+                pri = self._get_message_priority(payload, reverse=False)
+                (pipe.lpush if leftmost else pipe.rpush)(
+                    self._q_for_pri(queue, pri), dumps(payload)
+                )
+                if queue in self._belled:
+                    for command in bell.ring(queue):
+                        pipe.execute_command(*command)
+        except self.connection_errors:
+            raise  # abort the transaction, which would otherwise drop the unacked record
+        except Exception:
+            log.critical("Could not restore message: %r", payload, exc_info=True)
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
@@ -143,7 +352,13 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
 
 class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    """:class:`GuardedChannel`'s parsing on Kombu's Sentinel channel."""
+    """:class:`GuardedChannel`'s parsing and atomic pops on Kombu's Sentinel channel."""
+
+    # Both bases extend Kombu's option list; the first base's list alone would drop the other's.
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        BELL_QUEUES_OPTION,
+    )
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]

@@ -18,7 +18,7 @@ from typing import Protocol
 import redis
 from redis.sentinel import MasterNotFoundError
 
-from . import names, wire
+from . import bell, names, wire
 from .atomic import Command, PinnedTransactions
 from .errors import PublishError, ReplicationError, UnroutableEventError
 from .event import Event
@@ -220,8 +220,10 @@ class RedisTransport:
             for queue, message in copies(self._settings.exchange, item, queues, self._sender):
                 pushes.setdefault(queue, []).append(message)
         for queue, messages in pushes.items():
-            # One LPUSH per queue keeps publish order: BRPOP takes from the other end.
+            # One LPUSH per queue keeps publish order: BRPOP takes from the other end. The bell
+            # rung after it wakes a worker to pop and record a delivery in one step.
             commands.append(("LPUSH", queue, *messages))
+            commands += bell.ring(queue)
         if unroutable:
             commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
         replicas = self._settings.wait_replicas
@@ -287,11 +289,16 @@ class RedisTransport:
         return {q: int(n) for q, n in zip(queues, pipe.execute(), strict=True)}
 
     def delete_queue(self, queue: str) -> None:
-        self._client.delete(queue)
+        self._client.delete(queue, names.bell_key(queue))
 
     def push_commands(self, pushes: Mapping[str, Sequence[str]]) -> list[Command]:
-        # One LPUSH per queue keeps the given order: BRPOP takes from the other end.
-        return [("LPUSH", queue, *messages) for queue, messages in pushes.items() if messages]
+        # One LPUSH per queue keeps the given order (the consumer pops the other end), each
+        # followed by its bell's ring, which wakes the workers consuming that queue.
+        commands: list[Command] = []
+        for queue, messages in pushes.items():
+            if messages:
+                commands += [("LPUSH", queue, *messages), *bell.ring(queue)]
+        return commands
 
     def close(self) -> None:
         self._transactions.release()

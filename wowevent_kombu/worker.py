@@ -15,6 +15,7 @@ from celery import Celery, bootsteps
 from . import amqptopology
 from .amqpdispatch import register_dispatch_task
 from .errors import ConfigurationError, WowEventError
+from .redistransport import BELL_QUEUES_OPTION
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -138,6 +139,19 @@ def install_guarded_transport(app: Celery) -> bool:
     return True
 
 
+def enable_bells(app: Celery, queues: Iterable[str]) -> None:
+    """Let the guarded transport consume ``queues`` through their bells, atomically.
+
+    Only for queues whose every writer rings the bell (the bus's subscriber queues: its
+    publishes, replays, re-drives, and Celery's retries and restores through this transport);
+    a push that rings none waits for the worker's next sweep, up to ``brpop_timeout``.
+    """
+    conf = app.conf
+    options = dict(conf.broker_transport_options or {})
+    options[BELL_QUEUES_OPTION] = sorted({*options.get(BELL_QUEUES_OPTION, ()), *queues})
+    conf.broker_transport_options = options
+
+
 def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
@@ -161,8 +175,8 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
             attach_queues(worker.app, bus)
             if settings.amqp:
                 register_dispatch_task(worker.app, bus.exchange, bus._queues_to_subscribers)
-            else:
-                install_guarded_transport(worker.app)
+            elif install_guarded_transport(worker.app):
+                enable_bells(worker.app, [sub.queue for sub in bus.subscribers.values()])
 
     return WowEventStep
 

@@ -2,10 +2,10 @@
 
 ``test_faults.py`` counts inside each test; this plugin watches the helpers it counts with
 (``all_handled`` and ``missing`` get the ids that must be handled, ``runs`` reads the
-executions, ``publisher`` makes the bus whose ``replay`` re-delivers a lost delivery from the
-log) and reports their last values once the test has run. Load it with
-``-p tests.reliability.faultcounts -s``; lines start with ``RELIABILITY`` and are also appended
-to ``$WOWEVENT_RELIABILITY_REPORT``.
+executions, ``publisher`` makes the bus whose ``replay`` calls are counted, since a delivery
+re-sent from the log would hide a loss) and reports their last values once the test has run.
+Load it with ``-p tests.reliability.faultcounts -s``; lines start with ``RELIABILITY`` and are
+also appended to ``$WOWEVENT_RELIABILITY_REPORT``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         replay = bus.replay
 
         def counted_replay(subscribers: Any, *rest: Any, **options: Any) -> Any:
-            seen["replayed"] += len(subscribers)  # a delivery lost, re-delivered from the log
+            seen["replayed"] += len(subscribers)  # a re-delivery from the log, not the queue
             return replay(subscribers, *rest, **options)
 
         bus.replay = counted_replay

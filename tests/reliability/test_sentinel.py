@@ -214,10 +214,9 @@ def survivors(bus: EventBus, stream: Stream) -> tuple[set[str], set[str]]:
     return kept, lost
 
 
-# Kombu's Redis transport takes a delivery with BRPOP and records it as unacknowledged with a
-# second command; a primary that dies between the two (or before replicating the second) loses
-# that delivery. At most the worker's prefetch (4) plus the BRPOP in flight can be caught so.
-IN_FLIGHT = 5
+# Workers pop a delivery and record it as unacknowledged in one script, replicated as one unit:
+# on the new primary each surviving delivery is queued or recorded, so none may go missing.
+IN_FLIGHT = 0
 
 
 def settle(
