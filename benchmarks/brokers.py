@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.e2e import PAYLOAD, Run, cloudevent, latency, throughput  # noqa: E402
+from wowevent_kombu.redisserver import RedisServer  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -224,8 +225,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=4.0, help="latency scenario, per side")
     parser.add_argument("--drain", type=int, default=5000, help="throughput scenario, per side")
     parser.add_argument("--out", help="directory for brokers.json and brokers.md")
+    parser.add_argument("--private-redis", action="store_true",
+                        help="start a private redis-server for the Redis broker and the store, "
+                             "away from other users of the shared one")  # fmt: skip
     args = parser.parse_args(argv)
-    redis_url = os.environ.get("WOWEVENT_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    with contextlib.ExitStack() as stack:
+        redis_url = os.environ.get("WOWEVENT_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+        if args.private_redis:
+            redis_url = stack.enter_context(RedisServer()).url
+        return run(parser, args, redis_url)
+
+
+def run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, redis_url: str
+) -> dict[str, Any]:
     amqp_url = os.environ.get("WOWEVENT_TEST_AMQP_URL") or DEFAULT_AMQP_URL
     if not rabbitmq_answers(amqp_url):
         parser.exit(2, f"no RabbitMQ answers at {amqp_url.split('@')[-1]}: start one "
@@ -242,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         drain=args.drain,
         progress=lambda line: print(line, flush=True),
     )
+    report["config"]["private_redis"] = args.private_redis
     text = table(report)
     print("\n" + text)
     if args.out:
