@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-e2e bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test lint typecheck format bench bench-e2e bench-brokers bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -43,6 +43,8 @@ bench: venv
 	@mkdir -p bench-results
 	@scripts/with-redis.sh $(PY) benchmarks/publish.py --json bench-results/publish.json
 	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
+	@scripts/ensure-rabbitmq.sh
+	@scripts/with-redis.sh $(PY) benchmarks/brokers.py --out bench-results
 	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
 	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
 	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
@@ -51,6 +53,11 @@ bench: venv
 
 bench-e2e: venv
 	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
+
+# The bus on Redis and on RabbitMQ, each beside bare Celery on the same broker (BROKERS_ARGS).
+bench-brokers: venv
+	@scripts/ensure-rabbitmq.sh
+	@scripts/with-redis.sh $(PY) benchmarks/brokers.py --out bench-results $(BROKERS_ARGS)
 
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv

@@ -3,6 +3,10 @@
 BENCH_SUBSCRIBERS subscribers named s0..sN-1; subscriber i binds ``BENCH_PATTERN`` with ``{i}``
 filled in (default ``t{i}.*``). ``bench.bare`` is the bare-Celery baseline task. Handlers record
 latencies (or only count, with BENCH_MODE=count) in Redis under the exchange's prefix.
+
+With a RabbitMQ broker (``amqp://``) the latencies, the event log and the dead letters go to the
+Redis named by WOWEVENT_STORE_URL, and ``bench.bare`` pays what a bus delivery pays: a durable
+quorum queue and publisher confirms.
 """
 
 import os
@@ -10,10 +14,13 @@ import time
 
 import redis
 from celery import Celery
+from kombu import Exchange, Queue
 
 from wowevent_kombu import EventBus
 
 URL = os.environ["WOWEVENT_BROKER_URL"]
+STORE_URL = os.environ.get("WOWEVENT_STORE_URL") or URL
+AMQP = URL.startswith(("amqp", "pyamqp"))
 EXCHANGE = os.environ["WOWEVENT_EXCHANGE"]
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "1"))
 PATTERN = os.environ.get("BENCH_PATTERN", "t{i}.*")
@@ -27,8 +34,17 @@ if os.environ.get("BENCH_PRIORITY_STEPS"):
     # Kombu polls every priority step of every queue: 4 keys per queue by default.
     steps = [int(x) for x in os.environ["BENCH_PRIORITY_STEPS"].split(",")]
     app.conf.broker_transport_options = {"priority_steps": steps}
+if AMQP:
+    # The bus's subscriber queues are durable quorum queues fed with confirmed publishes.
+    app.conf.broker_transport_options = {"confirm_publish": True}
+    # Routed by a topic exchange like events (Celery's native delayed delivery, set up for
+    # quorum queues, warns about a direct one).
+    bare_exchange = Exchange(f"{EXCHANGE}.bare", type="topic", durable=True)
+    quorum = {"x-queue-type": "quorum"}
+    app.conf.task_queues = [Queue(f"{EXCHANGE}.bare", bare_exchange, routing_key="bare",
+                                  durable=True, queue_arguments=quorum)]  # fmt: skip
 bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"time_limit": 60})
-store = redis.Redis.from_url(URL)
+store = redis.Redis.from_url(STORE_URL)
 LAT = f"{EXCHANGE}:lat"
 COUNT = f"{EXCHANGE}:count"
 

@@ -47,16 +47,24 @@ PAYLOAD = {"order_id": "ord-000123456", "customer": "cus-987654", "total": 75.0,
 
 
 class Run:
-    """One benchmark environment: an exchange, a worker process, a publisher."""
+    """One benchmark environment: an exchange, a worker process, a publisher.
+
+    ``url`` is the broker; with a RabbitMQ broker, ``store_url`` is the Redis of the log, the
+    dead letters and the recorded latencies.
+    """
 
     def __init__(self, url: str, subscribers: int, pattern: str = "t{i}.*",
-                 mode: str = "latency") -> None:  # fmt: skip
+                 mode: str = "latency", store_url: str | None = None) -> None:  # fmt: skip
         self.url = url
         self.exchange = f"bench{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "WOWEVENT_BROKER_URL": url, "WOWEVENT_EXCHANGE": self.exchange,
                     "BENCH_SUBSCRIBERS": str(subscribers), "BENCH_PATTERN": pattern,
                     "BENCH_MODE": mode, "PYTHONPATH": str(ROOT)}  # fmt: skip
         os.environ.update(WOWEVENT_BROKER_URL=url, WOWEVENT_EXCHANGE=self.exchange)
+        self.env.pop("WOWEVENT_STORE_URL", None)
+        os.environ.pop("WOWEVENT_STORE_URL", None)
+        if store_url is not None:
+            self.env["WOWEVENT_STORE_URL"] = os.environ["WOWEVENT_STORE_URL"] = store_url
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("BENCH_")})
         sys.modules.pop("benchmarks.benchapp", None)
         # A fresh import per run: the app module reads its configuration from the environment.
@@ -64,17 +72,20 @@ class Run:
         benchapp = self.app
         self.bus = benchapp.bus
         self.bus.declare()
-        self.store = redis.Redis.from_url(url)
+        self.store = redis.Redis.from_url(store_url or url)
         self.worker: subprocess.Popen[bytes] | None = None
 
     def start_worker(self, pool: str = "solo", concurrency: int = 1, probe: bool = True) -> None:
         args = [sys.executable, "-m", "celery", "-A", "benchmarks.benchapp", "worker", "-P", pool,
                 "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
-                "--without-heartbeat"]  # fmt: skip
+                "--without-heartbeat", "-n", f"{self.exchange}@%h"]  # fmt: skip
+        # A node name of its own: on RabbitMQ the remote-control queue is exclusive to one
+        # worker per node name, so another worker named celery@<host> would block this one.
         log = ROOT / ".run" / f"{self.exchange}-worker.log"
         log.parent.mkdir(exist_ok=True)
-        self.worker = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log.open("ab"),
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+        with log.open("ab") as out:  # the worker keeps its own copy of the descriptor
+            self.worker = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out,
+                                           stderr=subprocess.STDOUT)  # fmt: skip
         if not probe:
             return
         # Ready when a probe task round-trips.
@@ -110,10 +121,32 @@ class Run:
     def close(self) -> None:
         self.stop_worker()
         keys = list(self.store.scan_iter(match=f"{self.exchange}*", count=1000))
-        keys += [f"_kombu.binding.{self.exchange}", f"_kombu.binding_permanent.{self.exchange}"]
+        bare = self.app.app.conf.task_default_queue  # Celery's direct exchange has its name
+        keys += [f"_kombu.{table}.{x}" for table in ("binding", "binding_permanent")
+                 for x in (self.exchange, bare)]  # fmt: skip
         for start in range(0, len(keys), 500):
             self.store.delete(*keys[start : start + 500])
-        self.bus.close()
+        try:
+            if self.bus.settings.amqp:
+                self.delete_rabbitmq_topology()
+        finally:
+            self.bus.close()
+
+    def delete_rabbitmq_topology(self) -> None:
+        """Delete this run's RabbitMQ queues and exchanges (all named after its exchange)."""
+        from kombu import Connection
+
+        from wowevent_kombu import names
+
+        bare = self.app.app.conf.task_default_queue
+        queues = [sub.queue for sub in self.bus.subscribers.values()] + [bare]
+        exchanges = [self.exchange, names.pinned_exchange(self.exchange), bare]
+        with Connection(self.url) as conn:
+            channel = conn.channel()
+            for queue in queues:
+                channel.queue_delete(queue)
+            for exchange in exchanges:
+                channel.exchange_delete(exchange)
 
 
 def paced(rate: float, n: int, send: Callable[[int], None]) -> None:
@@ -132,9 +165,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1] * 1000}
 
 
-def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int) -> dict[str, Any]:
+def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int,
+            store_url: str | None = None) -> dict[str, Any]:  # fmt: skip
     n = int(rate * seconds)
-    run = Run(url, subscribers, pattern="order.*")
+    run = Run(url, subscribers, pattern="order.*", store_url=store_url)
     try:
         run.start_worker(pool, 2 if pool == "prefork" else 1)
         paced(rate, n, lambda i: run.bus.publish("order.created", PAYLOAD))
@@ -152,8 +186,8 @@ def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int) ->
     return {"bus": bus, "bare": bare}
 
 
-def throughput(url: str, n: int, pool: str) -> dict[str, float]:
-    run = Run(url, 1, pattern="order.*", mode="count")
+def throughput(url: str, n: int, pool: str, store_url: str | None = None) -> dict[str, float]:
+    run = Run(url, 1, pattern="order.*", mode="count", store_url=store_url)
     try:
         run.start_worker(pool, 2 if pool == "prefork" else 1)
         run.stop_worker()

@@ -72,7 +72,7 @@ def main() -> None:
         # Baseline 1: Celery apply_async of one task.
         app = Celery("bench-celery", broker=url, set_as_current=False)
         app.conf.task_default_queue = f"{prefix}.celery"
-        cleanup.append(f"{prefix}.celery")
+        cleanup += [f"{prefix}.celery", f"_kombu.binding.{prefix}.celery"]
 
         @app.task(name="bench.noop")
         def noop(event: dict) -> None:
