@@ -78,10 +78,14 @@ def test_retries_stay_with_the_retrying_subscriber(
     subscriber: str,
 ) -> None:
     """autoretry_for (flaky) and self.retry with a countdown (manual) on the own queue only."""
-    start_worker(env=broker.worker_env)
+    worker = start_worker(env=broker.worker_env)
     event = broker.bus().publish(f"{subscriber}.job", {"fail_times": 2})
-    wait_for(lambda: len(runs_of(redis_client, exchange, subscriber)) >= 3,
-             message="three attempts")  # fmt: skip
+    # On RabbitMQ each countdown goes through Celery's delayed-delivery queues (1 s at least).
+    try:
+        wait_for(lambda: len(runs_of(redis_client, exchange, subscriber)) >= 3, timeout=60,
+                 message="three attempts")  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; worker log:\n{worker.text()[-4000:]}") from None
     time.sleep(0.5)
     runs = by_subscriber(seen(redis_client, exchange))
     assert [a["retries"] for a in runs[subscriber]] == [0, 1, 2]
