@@ -141,7 +141,10 @@ def start_worker(redis_url: str, exchange: str, tmp_path: Path) -> Iterator[Call
             **(env or {}),
         }
         log = tmp_path / f"worker-{len(workers)}.log"
-        worker = Worker(app, environ, log, ["-P", pool, "-c", str(concurrency), *args])
+        # A node name of its own: on RabbitMQ a node's control queue is exclusive, so two
+        # workers called celery@<host> (another test run's, say) cannot both start.
+        node = [] if "-n" in args else ["-n", f"{exchange}-{len(workers)}@%h"]
+        worker = Worker(app, environ, log, ["-P", pool, "-c", str(concurrency), *node, *args])
         workers.append(worker)
         return worker.wait_ready() if ready else worker
 
