@@ -123,13 +123,15 @@ def test_wait_is_sent_only_when_asked(
     from wowevent_kombu import atomic
 
     sent: list[object] = []
-    real = atomic.PinnedTransactions.execute
+    real = atomic.PinnedTransactions.run_script
 
-    def spy(self: object, commands: object, *, then: object = ()) -> list[object]:
+    def spy(
+        self: object, script: object, keys: object, args: object, *, then: object = ()
+    ) -> list[object]:
         sent.append(then)
-        return real(self, commands, then=then)  # type: ignore[arg-type]
+        return real(self, script, keys, args, then=then)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(atomic.PinnedTransactions, "execute", spy)
+    monkeypatch.setattr(atomic.PinnedTransactions, "run_script", spy)
     for replicas in (0, 1):
         app = Celery("spy", broker=redis_url, set_as_current=False)
         bus = EventBus(app, exchange=exchange, wait_replicas=replicas, wait_timeout_ms=20)

@@ -37,6 +37,7 @@ from . import amqptopology, names, wire
 from .atomic import Command, PinnedTransactions
 from .errors import PublishError
 from .logindex import LogAppender, LogWriter
+from .publishscript import PUBLISH, PublishCall
 from .settings import Settings, redact_url
 from .topology import BindingSnapshot, BindingTable
 from .transport import Outgoing, redis_error, unroutable_error
@@ -90,7 +91,7 @@ class AmqpTransport:
         self._transactions = PinnedTransactions(client)
         self._table = BindingTable(client, settings.exchange)
         self.log_appender: LogAppender = LogWriter(settings)
-        self._stats_key = names.stats_key(settings.exchange)
+        self._call = PublishCall(settings.exchange)
         self._topic = amqptopology.topic_exchange(settings.exchange)
         self._pinned = amqptopology.pinned_exchange(settings.exchange)
         self._dispatch_task = names.dispatch_task_name(settings.exchange)
@@ -227,12 +228,11 @@ class AmqpTransport:
             raise self._broker_error(
                 exc, "publishing", ids, "nothing was written; publish again once it answers"
             ) from exc
-        commands: list[Command] = list(self.log_appender.commands(batch))
+        # The publish script with no queue: the log append and the unroutable count.
         unroutable = sum(1 for queues in routes if not queues)
-        if unroutable:
-            commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
+        keys, args = self._call.arguments(self.log_appender.arguments(batch), {}, unroutable)
         try:
-            self._transactions.execute(commands)
+            self._transactions.run_script(PUBLISH, keys, args)
         except redis.RedisError as exc:
             raise self._store_error(exc, "logging", ids, batch[0].event.type) from exc
         sent = 0

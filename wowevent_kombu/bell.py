@@ -16,24 +16,8 @@ times out (``brpop_timeout``) and at that interval while busy. A bell holds at m
 
 from __future__ import annotations
 
-import hashlib
-from typing import NamedTuple
-
-from .atomic import Command
+from .atomic import Command, LuaScript
 from .names import bell_key
-
-
-class LuaScript(NamedTuple):
-    """A script's text and the SHA-1 ``EVALSHA`` names it by."""
-
-    text: str
-    sha: str
-
-    @classmethod
-    def of(cls, text: str) -> LuaScript:
-        """The script ``text`` with its digest."""
-        return cls(text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis's naming
-
 
 TOKEN = "1"  # noqa: S105 - a doorbell token, not a secret
 """What a ring pushes (its value carries nothing)."""

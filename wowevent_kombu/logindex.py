@@ -1,12 +1,13 @@
-"""Writing the event log: one Lua call per publish transaction appends events and indexes them.
+"""Writing the event log: the log section of the publish script appends events and indexes them.
 
 The log is a Redis Stream; its position (stream id) is only known once ``XADD`` ran, so the
 indexes that map an event id and a correlation id to positions are written by the same server
-side script, inside the publish ``MULTI``. Both indexes are split into time buckets (a HASH
-event id -> position, and a LIST of positions per correlation id) whose keys expire when the
-newest entry they can hold is older than the retention. Retention of the log itself is applied
-there too, cheaply: ``XADD MAXLEN ~`` for the count and ``XTRIM MINID ~`` for the age (both
-drop whole stream nodes only); index entries whose event was trimmed are skipped by readers.
+side script, the publish script (:mod:`wowevent_kombu.publishscript`). Both indexes are split
+into time buckets (a HASH event id -> position, and a LIST of positions per correlation id)
+whose keys expire when the newest entry they can hold is older than the retention. Retention of
+the log itself is applied there too, cheaply: ``XADD MAXLEN ~`` for the count and ``XTRIM MINID
+~`` for the age (both drop whole stream nodes only); index entries whose event was trimmed are
+skipped by readers.
 """
 
 from __future__ import annotations
@@ -14,38 +15,63 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import names
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .atomic import Command
     from .transport import Outgoing
 
 BUCKETS = 24
 """The event-id index and processed-id sets are split into about this many time buckets."""
 
-# KEYS: log, event-id bucket, then one correlation bucket per correlated event.
-# ARGV: maxlen; expire-at to set on the event-id bucket ('' = set recently); expire-at of this
-# time bucket's keys (ms); minid to trim to ('' = not this time); then per event: type,
-# CloudEvent JSON, event id, index in KEYS of its correlation bucket (0 = none).
-_APPEND = """
-local log, ids = KEYS[1], KEYS[2]
-local maxlen, expire_at = ARGV[1], ARGV[2]
-for i = 5, #ARGV, 4 do
-  local pos = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
-                         'type', ARGV[i], 'event', ARGV[i + 1])
-  redis.call('HSET', ids, ARGV[i + 2], pos)
-  local k = tonumber(ARGV[i + 3])
-  if k > 0 and redis.call('RPUSH', KEYS[k], pos) == 1 then
-    redis.call('PEXPIREAT', KEYS[k], ARGV[3])
-  end
+# Lua for the publish script. Its log keys, from KEYS[k]: the log, the event-id bucket, then one
+# correlation bucket per correlated event. Its log arguments, from ARGV[a], n of them: maxlen;
+# expire-at to set on the event-id bucket ('' = set recently); expire-at of this time bucket's
+# keys (ms); minid to trim to ('' = not this time); then per event: type, CloudEvent JSON,
+# event id, index among the log keys of its correlation bucket (0 = none).
+APPEND_LUA = """
+local function log_types_ok(k, count)
+  if count == 0 then return true end
+  return kind_ok(KEYS[k], 'stream') and kind_ok(KEYS[k + 1], 'hash')
+    and keys_kind_ok(k + 2, k + count - 1, 'list')
 end
-if expire_at ~= '' then redis.call('PEXPIREAT', ids, expire_at) end
-if ARGV[4] ~= '' then redis.call('XTRIM', log, 'MINID', '~', ARGV[4]) end
-return 1
+local function append_log(k, a, n)
+  if n == 0 then return end
+  local log, ids = KEYS[k], KEYS[k + 1]
+  local maxlen, expire_at = ARGV[a], ARGV[a + 1]
+  for i = a + 4, a + n - 1, 4 do
+    local pos = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
+                           'type', ARGV[i], 'event', ARGV[i + 1])
+    redis.call('HSET', ids, ARGV[i + 2], pos)
+    local slot = tonumber(ARGV[i + 3])
+    if slot > 0 and redis.call('RPUSH', KEYS[k + slot - 1], pos) == 1 then
+      redis.call('PEXPIREAT', KEYS[k + slot - 1], ARGV[a + 2])
+    end
+  end
+  if expire_at ~= '' then redis.call('PEXPIREAT', ids, expire_at) end
+  if ARGV[a + 3] ~= '' then redis.call('XTRIM', log, 'MINID', '~', ARGV[a + 3]) end
+end
 """
+"""Lua functions ``log_types_ok(k, count)`` and ``append_log(k, a, n)`` of the publish script.
+
+They need the script's ``kind_ok(key, type)`` and ``keys_kind_ok(first, last, type)``.
+"""
+
+
+class LogArguments(NamedTuple):
+    """The publish script's log section for one call: its keys and its arguments.
+
+    Both empty: the call logs nothing.
+    """
+
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+NO_LOG = LogArguments((), ())
+"""The log section of a call that logs nothing (deliveries of events already logged)."""
 
 
 def bucket_width_ms(max_age: float) -> int:
@@ -65,18 +91,14 @@ def recent_buckets(now_ms: int, max_age: float) -> list[int]:
 
 
 class LogAppender(Protocol):
-    """The log writes of one publish transaction."""
+    """The log writes of one publish call."""
 
-    def commands(self, batch: Sequence[Outgoing]) -> list[Command]:
-        """The commands that log ``batch``, to run inside the publish ``MULTI``."""
+    def arguments(self, batch: Sequence[Outgoing]) -> LogArguments:
+        """The keys and arguments that make the publish script log ``batch`` (see APPEND_LUA)."""
 
 
 class LogWriter:
-    """The production :class:`LogAppender`: one ``EVAL`` per transaction.
-
-    ``EVAL`` (not ``EVALSHA``) is used on purpose: inside ``MULTI`` an unknown script hash
-    would fail only that command while the deliveries of the same transaction still commit.
-    Redis caches the compiled script, so sending its text costs a few microseconds.
+    """The production :class:`LogAppender`: the indexed append of :data:`APPEND_LUA`.
 
     Index keys are per time bucket of this host's clock (readers probe one spare bucket on
     each side). A correlation bucket gets its expiry when its list is created, the event-id
@@ -99,7 +121,7 @@ class LogWriter:
         self._next_expire = 0
         self._next_trim = 0
 
-    def commands(self, batch: Sequence[Outgoing]) -> list[Command]:
+    def arguments(self, batch: Sequence[Outgoing]) -> LogArguments:
         now = int(self._clock() * 1000)
         bucket = now // self._width
         keys = [self._log, names.log_ids_key(self._exchange, bucket)]
@@ -124,4 +146,4 @@ class LogWriter:
                     keys.append(key)
                     slot = slots[key] = len(keys)
             args += (event.type, item.json, event.id, slot)
-        return [("EVAL", _APPEND, len(keys), *keys, *args)]
+        return LogArguments(keys, args)

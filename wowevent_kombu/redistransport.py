@@ -29,6 +29,7 @@ from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError
 
 from . import bell, names
+from .atomic import LuaScript
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         flag = "1" if record and self.ack_emulation else "0"
         return [*keys, *self._lists(queue)], [repr(time()), flag, bell.MOST_TOKENS, bell.TOKEN]
 
-    def _call(self, client: Any, script: bell.LuaScript, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` on ``client``, or on the idle wait connection when ``client`` is None.
 
         A script Redis refuses (out of memory, a key of the wrong type) is logged and treated

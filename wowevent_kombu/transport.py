@@ -1,10 +1,10 @@
-"""Getting events into Redis: the log append and every subscriber copy in one MULTI/EXEC.
+"""Getting events into Redis: the log append and every subscriber copy in one atomic call.
 
-The binding table is cached per process. Each publish transaction also reads the table's
-version and size; when they differ from the cached snapshot the cache is refreshed and the
-event is delivered, in a follow-up transaction, to every subscriber the stale cache missed. So a
-binding that existed before a publish started is never missed, and the common case costs no
-``SMEMBERS`` and no extra round trip.
+The call is the publish script (:mod:`wowevent_kombu.publishscript`). The binding table is
+cached per process. Each publish call also reads the table's version and size; when they differ
+from the cached snapshot the cache is refreshed and the event is delivered, in a follow-up call,
+to every subscriber the stale cache missed. So a binding that existed before a publish started
+is never missed, and the common case costs no ``SMEMBERS`` and no extra round trip.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from . import bell, names, wire
 from .atomic import Command, PinnedTransactions
 from .errors import PublishError, ReplicationError, UnroutableEventError
 from .event import Event
-from .logindex import LogAppender, LogWriter
+from .logindex import NO_LOG, LogAppender, LogWriter
+from .publishscript import PUBLISH, PublishCall, stamp
 from .settings import Settings, redact_url
 from .topology import BindingSnapshot, BindingTable
 
@@ -146,7 +147,7 @@ class RedisTransport:
         self._settings = settings
         self._table = BindingTable(client, settings.exchange)
         self.log_appender: LogAppender = LogWriter(settings)
-        self._stats_key = names.stats_key(settings.exchange)
+        self._call = PublishCall(settings.exchange)
         self._sender = wire.origin()
         self._snapshot: BindingSnapshot | None = None
         self._refresh_lock = threading.Lock()
@@ -184,8 +185,7 @@ class RedisTransport:
             snap = self._snapshot_for(ids, first_type, refresh=True)
             routes = [self._route(snap, item.event.type) for item in batch]
             self._refuse_unroutable(batch, routes)
-        stamp = self._commit(batch, routes, ids, with_stamp=True)
-        if stamp != snap.stamp:
+        if self._commit(batch, routes, ids, with_log=True) != snap.stamp:
             routes = self._deliver_missed(batch, routes, ids)
         return routes
 
@@ -203,15 +203,12 @@ class RedisTransport:
         routes: Sequence[tuple[str, ...]],
         ids: tuple[str, ...],
         *,
-        with_stamp: bool,
-    ) -> tuple[int, int] | None:
-        """One MULTI/EXEC: stamp read, log append and indexes, queue pushes, unroutable count."""
-        commands: list[Command] = []
-        if with_stamp:
-            commands.append(("GET", self._table.version_key))
-            commands.append(("SCARD", self._table.table_key))
-            # Log and index every event of the batch (the deliveries below share the EXEC).
-            commands += self.log_appender.commands(batch)
+        with_log: bool,
+    ) -> tuple[int, int]:
+        """One publish script call: stamp read, log append and indexes, pushes, bells, count.
+
+        Returns the binding table's ``(version, size)`` as the script read them.
+        """
         pushes: dict[str, list[str]] = {}
         unroutable = 0
         for item, queues in zip(batch, routes, strict=True):
@@ -219,19 +216,15 @@ class RedisTransport:
                 unroutable += 1
             for queue, message in copies(self._settings.exchange, item, queues, self._sender):
                 pushes.setdefault(queue, []).append(message)
-        for queue, messages in pushes.items():
-            # One LPUSH per queue keeps publish order: BRPOP takes from the other end. The bell
-            # rung after it wakes a worker to pop and record a delivery in one step.
-            commands.append(("LPUSH", queue, *messages))
-            commands += bell.ring(queue)
-        if unroutable:
-            commands.append(("HINCRBY", self._stats_key, "unroutable", unroutable))
+        # Log and index every event of the batch in the same call as its deliveries.
+        logged = self.log_appender.arguments(batch) if with_log else NO_LOG
+        keys, args = self._call.arguments(logged, pushes, unroutable if with_log else 0)
         replicas = self._settings.wait_replicas
         then: list[Command] = []
         if replicas:
             then.append(("WAIT", replicas, self._settings.wait_timeout_ms))
         try:
-            results = self._transactions.execute(commands, then=then)
+            results = self._transactions.run_script(PUBLISH, keys, args, then=then)
         except redis.RedisError as exc:
             raise self._error(exc, "publishing", ids, batch[0].event.type) from exc
         if replicas and int(results[-1]) < replicas:
@@ -244,9 +237,7 @@ class RedisTransport:
                 outcome_unknown=True,
                 acknowledged=int(results[-1]),
             )
-        if not with_stamp:
-            return None
-        return (int(results[0] or 0), int(results[1]))
+        return stamp(results[0])
 
     def _deliver_missed(
         self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]], ids: tuple[str, ...]
@@ -265,7 +256,7 @@ class RedisTransport:
                 "binding table changed during publish; delivering %d missed copies",
                 sum(map(len, missed)),
             )
-            self._commit(batch, missed, ids, with_stamp=False)
+            self._commit(batch, missed, ids, with_log=False)
         return [tuple(sorted({*a, *b})) for a, b in zip(routes, missed, strict=True)]
 
     def _error(
