@@ -195,6 +195,10 @@ def make_binding_step(bus: EventBus) -> type[bootsteps.StartStopStep]:
         name = f"wowevent_kombu.worker.WowEventBindings[{bus.exchange}]"
         requires = ("celery.worker.consumer.connection:Connection",)
 
+        def __init__(self, consumer: Any, **kwargs: Any) -> None:
+            super().__init__(consumer, **kwargs)
+            self._tick: Any = None
+
         def start(self, consumer: Any) -> None:
             try:
                 bus.declare()
@@ -202,8 +206,18 @@ def make_binding_step(bus: EventBus) -> type[bootsteps.StartStopStep]:
                 # Kombu binds the consumed queues itself as it starts consuming; publishers
                 # see those bindings too, so this only delays the version bump.
                 log.warning("could not declare the bus's bindings yet: %s", exc)
+            hub = getattr(consumer, "hub", None)
+            if self._tick is None and hub is not None and bus.settings.amqp:
+                # On RabbitMQ nothing wakes an idle event loop (on Redis the consumer's wait
+                # returns every second), so a warm shutdown would sit in the loop's poll until
+                # Celery's next timer, ~10 s: a one-second tick bounds it.
+                self._tick = hub.call_repeatedly(1.0, _idle_tick)
 
     return WowEventBindings
+
+
+def _idle_tick() -> None:
+    """Nothing: the timer only makes the worker's event loop look at its state every second."""
 
 
 def attach_queues(app: Celery, bus: EventBus) -> None:

@@ -59,6 +59,13 @@ def flaky(self, event):
         raise RuntimeError("not yet")
 
 
+@bus.subscriber("fragile.*", name="fragile", bind=True, autoretry_for=(RuntimeError,),
+               max_retries=1)  # fmt: skip
+def fragile(self, event):
+    record("fragile", event, self)
+    raise RuntimeError("always")
+
+
 @bus.subscriber("flaky.*", name="steady", bind=True)
 def steady(self, event):
     record("steady", event, self)

@@ -60,7 +60,7 @@ def test_events_published_while_no_worker_runs_arrive_later_in_order(
     start_worker(env=broker.worker_env).stop()  # declares the queues, then goes away
     bus = broker.bus()
     sent = [bus.publish("order.paid", {"n": i}).id for i in range(20)]
-    assert bus.queue_depths()["billing"] == 20
+    wait_for(lambda: bus.queue_depths()["billing"] == 20, message="20 waiting deliveries")
     start_worker(env=broker.worker_env)
     wait_for(lambda: len(seen(redis_client, exchange)) >= 40, message="40 executions")
     runs = by_subscriber(seen(redis_client, exchange))
@@ -79,16 +79,16 @@ def test_retries_stay_with_the_retrying_subscriber(
 ) -> None:
     """autoretry_for (flaky) and self.retry with a countdown (manual) on the own queue only."""
     worker = start_worker(env=broker.worker_env)
-    event = broker.bus().publish(f"{subscriber}.job", {"fail_times": 2})
+    event = broker.bus().publish(f"{subscriber}.job", {"fail_times": 1})
     # On RabbitMQ each countdown goes through Celery's delayed-delivery queues (1 s at least).
     try:
-        wait_for(lambda: len(runs_of(redis_client, exchange, subscriber)) >= 3, timeout=60,
-                 message="three attempts")  # fmt: skip
+        wait_for(lambda: len(runs_of(redis_client, exchange, subscriber)) >= 2, timeout=60,
+                 message="two attempts")  # fmt: skip
     except AssertionError as exc:
         raise AssertionError(f"{exc}; worker log:\n{worker.text()[-4000:]}") from None
     time.sleep(0.5)
     runs = by_subscriber(seen(redis_client, exchange))
-    assert [a["retries"] for a in runs[subscriber]] == [0, 1, 2]
+    assert [a["retries"] for a in runs[subscriber]] == [0, 1]
     assert {a["task_id"] for a in runs[subscriber]} == {names.task_id(event.id, subscriber)}
     others = {name: len(entries) for name, entries in runs.items() if name != subscriber}
     assert others == ({"steady": 1} if subscriber == "flaky" else {})
@@ -99,17 +99,18 @@ def test_exhausted_retries_dead_letter_and_a_redrive_delivers_again(
 ) -> None:
     start_worker(env=broker.worker_env)
     bus = broker.bus()
-    event = bus.publish("flaky.job", {"fail_times": 99})  # max_retries=3: 4 attempts, then DLQ
-    record = wait_for(lambda: bus.dead_letters.list().records, message="a dead letter")[0]
-    assert (record.subscriber, record.event_id) == ("flaky", event.id)
-    assert [a["retries"] for a in runs_of(redis_client, exchange, "flaky")] == [0, 1, 2, 3]
+    event = bus.publish("fragile.job")  # max_retries=1: 2 attempts, then the dead letter
+    record = wait_for(lambda: bus.dead_letters.list().records, timeout=60,
+                      message="a dead letter")[0]  # fmt: skip
+    assert (record.subscriber, record.event_id) == ("fragile", event.id)
+    assert [a["retries"] for a in runs_of(redis_client, exchange, "fragile")] == [0, 1]
 
     assert bus.dead_letters.retry(record.id) == [record.id]
-    wait_for(lambda: len(runs_of(redis_client, exchange, "flaky")) >= 5, message="a re-drive")
-    redriven = runs_of(redis_client, exchange, "flaky")[4]
+    wait_for(lambda: len(runs_of(redis_client, exchange, "fragile")) >= 3, message="a re-drive")
+    redriven = runs_of(redis_client, exchange, "fragile")[2]
     assert redriven["id"] == event.id
-    assert redriven["task_id"] == names.task_id(event.id, "flaky", names.redrive_tag(record.id))
-    assert len(runs_of(redis_client, exchange, "steady")) == 1  # the re-drive is flaky's only
+    assert redriven["task_id"] == names.task_id(event.id, "fragile", names.redrive_tag(record.id))
+    assert set(by_subscriber(seen(redis_client, exchange))) == {"fragile"}
 
 
 def test_replay_goes_to_the_chosen_subscriber_only(
