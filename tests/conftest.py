@@ -150,7 +150,8 @@ def start_worker(redis_url: str, exchange: str, tmp_path: Path) -> Iterator[Call
 
     yield start
     for worker in workers:
-        worker.stop()
+        # Teardown only: a worker whose warm shutdown hangs in billiard is hard-stopped sooner.
+        worker.stop(timeout=10)
 
 
 def seen(client: redis.Redis, exchange: str) -> list[dict[str, Any]]:
