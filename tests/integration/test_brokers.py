@@ -155,3 +155,4 @@ def test_unsubscribe_stops_new_deliveries(
     assert "billing" not in bus.queue_depths()
     billing = names.queue_name(exchange, "billing")
     assert bus.transport.queue_depths([billing]) == {billing: 0}
+    bus.transport.delete_queue(billing)  # no longer bound, so the broker fixture cannot see it
