@@ -9,7 +9,6 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-import redis
 from celery import Celery
 
 from tests.conftest import Broker
@@ -61,7 +60,7 @@ def test_a_subscriber_queue_keeps_its_pinned_binding_when_copied() -> None:
 
 
 def test_bindings_live_on_rabbitmq_and_in_the_redis_copy(
-    amqp_url: str, redis_url: str, exchange: str, redis_client: redis.Redis
+    amqp_url: str, redis_url: str, exchange: str
 ) -> None:
     rabbit = Broker("amqp", amqp_url, redis_url, exchange)
     bus = rabbit.bus()

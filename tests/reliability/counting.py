@@ -20,12 +20,17 @@ def publisher(url: str, exchange: str, timeout: float = 1.0) -> EventBus:
     return EventBus(app, exchange=exchange, publish_timeout=timeout)
 
 
-def publish_all(bus: EventBus, n: int, event_type: str = "h.item") -> list[str]:
+def publish_all(
+    bus: EventBus, n: int, event_type: str = "h.item", *, batch: int = 500
+) -> list[str]:
+    """Publish ``n`` events of ``event_type`` in ``publish_many`` batches; their ids in order."""
     ids: list[str] = []
-    for start in range(0, n, 500):
-        batch = [Event(type=event_type, data={"n": i}) for i in range(start, min(n, start + 500))]
-        bus.publish_many(batch)
-        ids += [e.id for e in batch]
+    for start in range(0, n, batch):
+        events = [
+            Event(type=event_type, data={"n": i}) for i in range(start, min(n, start + batch))
+        ]
+        bus.publish_many(events)
+        ids += [e.id for e in events]
     return ids
 
 
@@ -35,6 +40,15 @@ def runs(client: redis.Redis, exchange: str) -> Counter[tuple[str, str]]:
         tuple(raw.decode().split()[:2])  # type: ignore[misc]
         for raw in client.lrange(f"{exchange}:runs", 0, -1)
     )
+
+
+def missing(
+    client: redis.Redis, exchange: str, ids: Iterable[str], subscribers: Iterable[str]
+) -> list[tuple[str, str]]:
+    """``(subscriber, event id)`` of every delivery not handled yet."""
+    counts = runs(client, exchange)
+    ids = list(ids)
+    return [(s, i) for s in subscribers for i in ids if counts[(s, i)] == 0]
 
 
 def tally(

@@ -25,13 +25,18 @@ def start_load_worker(start_worker, server, exchange, **env):
     return start_worker("tests.apps.load", env=env, pool="prefork", concurrency=2)
 
 
-def test_a_pop_redis_cannot_record_is_not_lost(private_redis, start_worker, exchange):
-    """Out of memory, Redis still serves BRPOP but refuses the HSET that records it unacked."""
+def alpha_on_private_redis(private_redis, exchange):
+    """A private Redis, a client of it, and a publisher with the load app's alpha queue bound."""
     server = private_redis()
-    client = redis.Redis.from_url(server.url)
     queue = names.queue_name(exchange, "alpha")
     bus = publisher(server.url, exchange)
     bus.transport.bind(queue, ["load.*"])
+    return server, redis.Redis.from_url(server.url), queue, bus
+
+
+def test_a_pop_redis_cannot_record_is_not_lost(private_redis, start_worker, exchange):
+    """Out of memory, Redis still serves BRPOP but refuses the HSET that records it unacked."""
+    server, client, queue, bus = alpha_on_private_redis(private_redis, exchange)
     [event_id] = publish_all(bus, 1, "load.item")
     client.set("filler", b"x" * 4_000_000)
     client.config_set("maxmemory-policy", "noeviction")
@@ -61,11 +66,7 @@ def test_a_pop_redis_cannot_record_is_not_lost(private_redis, start_worker, exch
 
 def test_no_delivery_is_ever_neither_queued_nor_recorded(private_redis, start_worker, exchange):
     """Atomic snapshots while a worker drains 2,000 deliveries: each is somewhere, every time."""
-    server = private_redis()
-    client = redis.Redis.from_url(server.url)
-    queue = names.queue_name(exchange, "alpha")
-    bus = publisher(server.url, exchange)
-    bus.transport.bind(queue, ["load.*"])
+    server, client, queue, bus = alpha_on_private_redis(private_redis, exchange)
     ids = publish_all(bus, 2000, "load.item")
     # Oldest last: the worker pops from the right, so the first LLEN entries are still queued.
     entries = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]

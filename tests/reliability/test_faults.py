@@ -7,27 +7,18 @@ import time
 
 import pytest
 import redis
-from celery import Celery
 
 from tests.conftest import wait_for
+from tests.reliability import counting
 from tests.reliability.conftest import runs
-from wowevent_kombu import Event, EventBus, PublishError
+from tests.reliability.counting import publisher
+from wowevent_kombu import PublishError
 
 SUBSCRIBERS = ("alpha", "beta")
 
 
-def publisher(url, exchange, timeout=1.0):
-    app = Celery("faults", broker=url, set_as_current=False)
-    return EventBus(app, exchange=exchange, publish_timeout=timeout)
-
-
-def publish_all(bus, n, prefix="load.item"):
-    ids = []
-    for start in range(0, n, 100):
-        batch = [Event(type=prefix, data={"n": i}) for i in range(start, min(n, start + 100))]
-        bus.publish_many(batch)
-        ids += [e.id for e in batch]
-    return ids
+def publish_all(bus, n):
+    return counting.publish_all(bus, n, "load.item", batch=100)
 
 
 def settle(client, exchange, ids):
@@ -47,13 +38,11 @@ def settle(client, exchange, ids):
 
 
 def missing(client, exchange, ids):
-    counts = runs(client, exchange)
-    return [(s, i) for s in SUBSCRIBERS for i in ids if counts[(s, i)] == 0]
+    return counting.missing(client, exchange, ids, SUBSCRIBERS)
 
 
 def all_handled(client, exchange, ids):
-    counts = runs(client, exchange)
-    return all((s, i) in counts for s in SUBSCRIBERS for i in ids)
+    return not missing(client, exchange, ids)
 
 
 @pytest.fixture
@@ -115,7 +104,7 @@ def test_pool_child_killed_is_retried_not_lost(private_redis, start_worker, env_
     bus.dead_letters.retry_all()
     wait_for(lambda: all_handled(client, exchange, ids), timeout=30, message="re-driven")
     counts = runs(client, exchange)
-    assert [(s, i) for s in SUBSCRIBERS for i in ids if counts[(s, i)] == 0] == []
+    assert missing(client, exchange, ids) == []
     assert sum(n - 1 for n in counts.values()) <= 2  # at most the child's in-flight delivery
     assert worker.proc.poll() is None  # the worker replaced its child and kept going
     bus.close()
