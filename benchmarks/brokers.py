@@ -12,13 +12,16 @@ on the machine hits both alike; each figure is the median of --rounds):
 3. throughput: deliveries/s one solo worker drains from a pre-filled queue of no-op
    deliveries, against the same number of ``bench.bare`` tasks.
 
-What each side does on each broker (both are ``acks_late``, persistent messages):
+The baseline is a stock Celery app on Kombu's own transport (:mod:`benchmarks.bareapp`), run
+in a worker process of its own. What each side does on each broker (both are ``acks_late``,
+persistent messages):
 
-* Redis, bus: one MULTI/EXEC per event that appends it to the log and LPUSHes the task
-  message onto the subscriber's list. Bare Celery: one LPUSH onto its queue's list.
+* Redis, bus: one script call per event that appends it to the log and LPUSHes the task
+  message onto the subscriber's list and a token onto its bell. Bare Celery: one LPUSH onto
+  its queue's list.
 * RabbitMQ, bus: the log append in Redis (``WOWEVENT_TEST_REDIS_URL``), then one publish to
   the bus's topic exchange, which routes it into the subscriber's durable quorum queue, waiting
-  for the publisher confirm. Bare Celery: one publish through Celery's direct exchange into a
+  for the publisher confirm. Bare Celery: one publish through a topic exchange into a
   durable quorum queue with ``broker_transport_options={'confirm_publish': True}``, so it waits
   for the same confirm; it has no log to write.
 
@@ -55,7 +58,7 @@ def publish_rate(url: str, n: int, store_url: str | None = None) -> dict[str, fl
     run = Run(url, 1, pattern="order.*", mode="count", store_url=store_url)
     try:
         doc = cloudevent()
-        with run.app.app.producer_or_acquire() as producer:
+        with run.bare.app.producer_or_acquire() as producer:
 
             def bus(k: int) -> None:
                 for _ in range(k):
@@ -63,7 +66,7 @@ def publish_rate(url: str, n: int, store_url: str | None = None) -> dict[str, fl
 
             def bare(k: int) -> None:
                 for _ in range(k):
-                    run.app.bare.apply_async(
+                    run.bare.bare.apply_async(
                         kwargs={"sent": time.time(), "event": doc}, producer=producer
                     )
 
@@ -165,7 +168,8 @@ def preserved_environment() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        sys.modules.pop("benchmarks.benchapp", None)
+        for module in ("benchmarks.appconfig", "benchmarks.benchapp", "benchmarks.bareapp"):
+            sys.modules.pop(module, None)
 
 
 def median_by_side(samples: list[dict[str, float]]) -> dict[str, float]:

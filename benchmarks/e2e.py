@@ -66,17 +66,22 @@ class Run:
         if store_url is not None:
             self.env["WOWEVENT_STORE_URL"] = os.environ["WOWEVENT_STORE_URL"] = store_url
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("BENCH_")})
-        sys.modules.pop("benchmarks.benchapp", None)
-        # A fresh import per run: the app module reads its configuration from the environment.
+        for module in ("benchmarks.appconfig", "benchmarks.benchapp", "benchmarks.bareapp"):
+            sys.modules.pop(module, None)
+        # Fresh imports per run: the app modules read their configuration from the environment.
         self.app = importlib.import_module("benchmarks.benchapp")
+        self.bare = importlib.import_module("benchmarks.bareapp")
         benchapp = self.app
         self.bus = benchapp.bus
         self.bus.declare()
         self.store = redis.Redis.from_url(store_url or url)
         self.worker: subprocess.Popen[bytes] | None = None
 
-    def start_worker(self, pool: str = "solo", concurrency: int = 1, probe: bool = True) -> None:
-        args = [sys.executable, "-m", "celery", "-A", "benchmarks.benchapp", "worker", "-P", pool,
+    def start_worker(self, pool: str = "solo", concurrency: int = 1, probe: bool = True,
+                     side: str = "bus") -> None:  # fmt: skip
+        """Start a worker of the bus's app (``side="bus"``) or of the bare baseline's."""
+        module = "benchmarks.benchapp" if side == "bus" else "benchmarks.bareapp"
+        args = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", pool,
                 "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
                 "--without-heartbeat", "-n", f"{self.exchange}@%h"]  # fmt: skip
         # A node name of its own: on RabbitMQ the remote-control queue is exclusive to one
@@ -90,7 +95,9 @@ class Run:
             return
         # Ready when a probe task round-trips.
         self.store.delete(self.app.LAT)
-        self.app.bare.apply_async(kwargs={"sent": time.time()})
+        (self.app.probe if side == "bus" else self.bare.bare).apply_async(
+            kwargs={"sent": time.time()}
+        )
         self.wait(lambda: self.store.llen(self.app.LAT) >= 1 or self.count() >= 1, 60)
         self.store.delete(self.app.LAT, self.app.COUNT)
 
@@ -121,9 +128,10 @@ class Run:
     def close(self) -> None:
         self.stop_worker()
         keys = list(self.store.scan_iter(match=f"{self.exchange}*", count=1000))
-        bare = self.app.app.conf.task_default_queue  # Celery's direct exchange has its name
+        # Celery's direct exchanges have their default queue's name.
+        defaults = [self.app.app.conf.task_default_queue, self.bare.app.conf.task_default_queue]
         keys += [f"_kombu.{table}.{x}" for table in ("binding", "binding_permanent")
-                 for x in (self.exchange, bare)]  # fmt: skip
+                 for x in (self.exchange, *defaults)]  # fmt: skip
         for start in range(0, len(keys), 500):
             self.store.delete(*keys[start : start + 500])
         try:
@@ -138,9 +146,9 @@ class Run:
 
         from wowevent_kombu import names
 
-        bare = self.app.app.conf.task_default_queue
-        queues = [sub.queue for sub in self.bus.subscribers.values()] + [bare]
-        exchanges = [self.exchange, names.pinned_exchange(self.exchange), bare]
+        defaults = [self.app.app.conf.task_default_queue, self.bare.app.conf.task_default_queue]
+        queues = [sub.queue for sub in self.bus.subscribers.values()] + defaults
+        exchanges = [self.exchange, names.pinned_exchange(self.exchange), *defaults]
         with Connection(self.url) as conn:
             channel = conn.channel()
             for queue in queues:
@@ -170,16 +178,24 @@ def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int,
     n = int(rate * seconds)
     run = Run(url, subscribers, pattern="order.*", store_url=store_url)
     try:
-        run.start_worker(pool, 2 if pool == "prefork" else 1)
+        concurrency = 2 if pool == "prefork" else 1
+        run.start_worker(pool, concurrency)
         paced(rate, n, lambda i: run.bus.publish("order.created", PAYLOAD))
         run.wait(lambda: run.store.llen(run.app.LAT) >= n * subscribers, 60)
         bus = percentiles(run.latencies("bus"))
+        run.stop_worker()
         run.store.delete(run.app.LAT)
+        run.start_worker(pool, concurrency, side="bare")
         doc = cloudevent()
-        paced(
-            rate, n, lambda i: run.app.bare.apply_async(kwargs={"sent": time.time(), "event": doc})
-        )
-        run.wait(lambda: run.store.llen(run.app.LAT) >= n, 60)
+
+        def send_bare(i: int) -> None:
+            # As many tasks per event as the bus has subscribers, all stamped with one time.
+            sent = time.time()
+            for _ in range(subscribers):
+                run.bare.bare.apply_async(kwargs={"sent": sent, "event": doc})
+
+        paced(rate, n, send_bare)
+        run.wait(lambda: run.store.llen(run.app.LAT) >= n * subscribers, 60)
         bare = percentiles(run.latencies("bare"))
     finally:
         run.close()
@@ -201,12 +217,12 @@ def throughput(url: str, n: int, pool: str, store_url: str | None = None) -> dic
                     run.bus.publish_many([Event(type="order.created", data=PAYLOAD)
                                           for _ in range(min(500, n - start))])  # fmt: skip
             else:
-                with run.app.app.producer_or_acquire() as producer:
+                with run.bare.app.producer_or_acquire() as producer:
                     for _ in range(n):
-                        run.app.bare.apply_async(
+                        run.bare.bare.apply_async(
                             kwargs={"sent": 0.0, "event": cloudevent()}, producer=producer
                         )
-            run.start_worker(pool, 2 if pool == "prefork" else 1, probe=False)
+            run.start_worker(pool, 2 if pool == "prefork" else 1, probe=False, side=kind)
             # Measured from the first handled delivery, so worker start-up is not counted.
             run.wait(lambda: run.count() >= 1, 60)
             first, done_at_first = time.perf_counter(), run.count()

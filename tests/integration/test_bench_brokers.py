@@ -27,9 +27,12 @@ def leftovers_in_rabbitmq(url: str, exchange: str) -> list[str]:
     """The queues and exchanges of one run that still exist (passive declares)."""
     found = []
     with Connection(url) as conn:
-        for kind, name in [("queue", f"{exchange}.s0"), ("queue", f"{exchange}.bare"),
-                           ("exchange", exchange), ("exchange", names.pinned_exchange(exchange)),
-                           ("exchange", f"{exchange}.bare")]:  # fmt: skip
+        entities = [("queue", f"{exchange}.s0"), ("exchange", exchange),
+                    ("exchange", names.pinned_exchange(exchange))]  # fmt: skip
+        # The bus's app has a probe queue, the bare baseline's app its task queue.
+        entities += [(kind, f"{exchange}.{app}") for app in ("probe", "bare")
+                     for kind in ("queue", "exchange")]  # fmt: skip
+        for kind, name in entities:
             channel = conn.channel()  # RabbitMQ closes the channel on a missing entity
             try:
                 if kind == "queue":
