@@ -6,7 +6,7 @@ between the two loses the message. A Lua script can pop and record in one atomic
 script cannot block. So every push to a subscriber queue also pushes a token to the queue's
 *bell* (:func:`wowevent_kombu.names.bell_key`), in the same transaction and after the message;
 workers block on the bells, and a token only tells them to run :data:`POP`, which pops the
-oldest message over the queue's priority lists and records it in one step.
+oldest messages over the queues' priority lists and records them in one step.
 
 A token is a hint, never the message: one lost with a dying connection, or a message pushed by
 a client that rings no bell, is found by :data:`RING`, which workers run whenever their wait
@@ -36,17 +36,20 @@ def ring(queue: str) -> list[Command]:
     return [("LPUSH", bell, TOKEN), ("LTRIM", bell, 0, MOST_TOKENS - 1)]
 
 
-# Rings after a pop: tokens up to min(messages left, MOST_TOKENS), or no bell when none is left.
+# Sets a bell to min(messages left, MOST_TOKENS) tokens (no bell when none is left): a missing
+# token would leave a message waiting for the sweep, a surplus one wakes a worker for nothing.
 _TOP_UP = """
-local function top_up(bell, first, last, most)
+local function top_up(bell, first, last, most, token)
   local left = 0
   for i = first, last do left = left + redis.call('LLEN', KEYS[i]) end
   if left == 0 then
     redis.call('DEL', bell)
     return 0
   end
-  local missing = math.min(left, most) - redis.call('LLEN', bell)
-  for _ = 1, missing do redis.call('LPUSH', bell, ARGV[#ARGV]) end
+  local wanted = math.min(left, most)
+  local missing = wanted - redis.call('LLEN', bell)
+  if missing < 0 then redis.call('LTRIM', bell, 0, wanted - 1) end
+  for _ = 1, missing do redis.call('LPUSH', bell, token) end
   return missing > 0 and 1 or 0
 end
 """
@@ -87,49 +90,84 @@ POP = LuaScript.of(
     _TOP_UP
     + _UTF8
     + """
--- KEYS: unacked hash, unacked index, the queue's bell, its priority lists in Kombu's order.
--- ARGV: time (the index score), '1' to record the delivery, most tokens, the token.
-local item, from
-for i = 4, #KEYS do
-  item = redis.call('RPOP', KEYS[i])
-  if item then from = KEYS[i] break end
+-- The record Kombu's QoS.append writes ([payload, exchange, routing_key] under the delivery
+-- tag), or false when the entry is not a usable envelope; nil and an error when Redis refused.
+local function record(item, now)
+  if not utf8_ok(item) then return false end
+  local ok, envelope = pcall(cjson.decode, item)
+  if not ok or type(envelope) ~= 'table' then return false end
+  local properties = envelope['properties']
+  if type(properties) ~= 'table' then return false end
+  local tag, info = properties['delivery_tag'], properties['delivery_info']
+  if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table'
+      or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
+    return false
+  end
+  local entry = '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
+    .. cjson.encode(info['routing_key']) .. ']'
+  local indexed = redis.pcall('ZADD', KEYS[2], now, tag)
+  local kept = redis.pcall('HSET', KEYS[1], tag, entry)
+  local err = (type(indexed) == 'table' and indexed['err'])
+    or (type(kept) == 'table' and kept['err'])
+  if err then
+    redis.pcall('HDEL', KEYS[1], tag)
+    redis.pcall('ZREM', KEYS[2], tag)
+    return nil, err
+  end
+  return tag
 end
-if not item then
-  redis.call('DEL', KEYS[3])
-  return false
+
+-- KEYS: unacked hash, unacked index, then per queue its bell and its priority lists in
+-- Kombu's order. ARGV: time (the index score), most tokens, the token, lists per queue, most
+-- messages, then per queue '1' to record its deliveries.
+local now, most, steps, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local out, taken, q = {}, 0, 0
+for base = 3, #KEYS, steps + 1 do
+  if taken >= limit then break end
+  q = q + 1
+  local failed
+  while taken < limit do
+    local item, from
+    for i = base + 1, base + steps do
+      item = redis.call('RPOP', KEYS[i])
+      if item then from = KEYS[i] break end
+    end
+    if not item then break end
+    local tag = false
+    if ARGV[5 + q] == '1' then
+      local err
+      tag, err = record(item, now)
+      if err then
+        -- Put it back where it was rather than deliver what could not be recorded.
+        redis.call('RPUSH', from, item)
+        failed = err
+        break
+      end
+    end
+    out[#out + 1] = q
+    out[#out + 1] = item
+    out[#out + 1] = tag
+    taken = taken + 1
+  end
+  top_up(KEYS[base], base + 1, base + steps, most, ARGV[3])
+  if failed then
+    if taken == 0 then
+      return redis.error_reply('could not record the delivery as unacknowledged: ' .. failed)
+    end
+    break
+  end
 end
-top_up(KEYS[3], 4, #KEYS, tonumber(ARGV[3]))
-if ARGV[2] ~= '1' or not utf8_ok(item) then return {item, false} end
-local ok, envelope = pcall(cjson.decode, item)
-if not ok or type(envelope) ~= 'table' then return {item, false} end
-local properties = envelope['properties']
-if type(properties) ~= 'table' then return {item, false} end
-local tag, info = properties['delivery_tag'], properties['delivery_info']
-if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table'
-    or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
-  return {item, false}
-end
--- What Kombu's QoS.append writes: [payload, exchange, routing_key] under the delivery tag.
-local record = '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
-  .. cjson.encode(info['routing_key']) .. ']'
-local indexed = redis.pcall('ZADD', KEYS[2], ARGV[1], tag)
-local kept = redis.pcall('HSET', KEYS[1], tag, record)
-local err = (type(indexed) == 'table' and indexed['err'])
-  or (type(kept) == 'table' and kept['err'])
-if err then
-  -- Put it back where it was rather than deliver what could not be recorded.
-  redis.call('RPUSH', from, item)
-  redis.pcall('HDEL', KEYS[1], tag)
-  redis.pcall('ZREM', KEYS[2], tag)
-  return redis.error_reply('could not record the delivery as unacknowledged: ' .. err)
-end
-return {item, tag}
+return out
 """
 )
-"""Pop one queue's oldest message and record it as unacknowledged, in one atomic step.
+"""Pop up to a number of messages over some queues, recording each as unacknowledged, at once.
 
-Replies ``nil`` when the queue is empty, else ``[entry, tag]``; ``tag`` is false when the entry
-was not recorded (recording not asked for, or the entry is not a usable envelope).
+Queues are served in the order given, each until it is empty or the number is reached; each
+one looked at gets its bell topped up (or dropped when it is empty). Replies a flat list of
+``queue number (1-based), entry, tag`` triples; ``tag`` is false when the entry was not recorded
+(recording not asked for, or the entry is not a usable envelope). When Redis refuses to record
+the first message, the message is put back and the reply is an error; a later refusal ends the
+batch with what was recorded before it.
 """
 
 RING = LuaScript.of(
@@ -139,7 +177,7 @@ RING = LuaScript.of(
 local steps, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rung = 0
 for base = 1, #KEYS, steps + 1 do
-  rung = rung + top_up(KEYS[base], base + 1, base + steps, most)
+  rung = rung + top_up(KEYS[base], base + 1, base + steps, most, ARGV[3])
 end
 return rung
 """

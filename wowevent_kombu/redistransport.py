@@ -18,7 +18,8 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from queue import Empty
 from time import monotonic, time
 from typing import Any
@@ -111,6 +112,15 @@ def parse_entry(raw: bytes | str, queue: str) -> dict[str, Any]:
     return payload  # type: ignore[no-any-return]
 
 
+POP_MOST = 16
+"""Most messages one pop takes (fewer when the prefetch limit leaves less room)."""
+
+POP_QUEUES = 8
+"""Most queues one pop looks at: the rung bell's, then others of the same wait."""
+
+Delivery = tuple[str, bytes, "str | None"]
+"""A popped message: its queue, its raw entry and its delivery tag if the pop recorded it."""
+
 BELL_QUEUES_OPTION = "wowevent_bell_queues"
 """Transport option: the queues whose every writer rings a bell, consumed atomically."""
 
@@ -140,6 +150,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
     from_transport_options = (*kombu_redis.Channel.from_transport_options, BELL_QUEUES_OPTION)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._shared_client: Any = None
         self._recorded: set[str] = set()
         self._no_ack: set[str] = set()
         self._waiting_on: dict[str, str] = {}
@@ -149,6 +160,23 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         if not self.global_keyprefix:  # the bus refuses a prefix; Kombu's path applies one
             self._belled = frozenset(self.wowevent_bell_queues)
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """``client``, or one redis-py client on the channel's pool kept for every call.
+
+        Kombu builds a new ``redis.Redis`` per call (every ack, reject, restore and put), and
+        building one costs more than the round trip it makes. A client object holds no
+        connection of its own (each command checks one out of the thread-safe pool), so one
+        per pool serves every thread; a new pool (after a reconnect) gets a new client.
+        """
+        if client:
+            yield client
+            return
+        shared = self._shared_client
+        if shared is None or shared.connection_pool is not self.pool:
+            shared = self._shared_client = self._create_client()
+        yield shared
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -198,15 +226,19 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "BRPOP", **options)
-                delivery = self._take(reply)
+                deliveries = self._take(reply)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if delivery is None:
+            if not deliveries:
                 raise Empty()
-            queue, item, tag = delivery
-            self._queue_cycle.rotate(queue)
-            self.connection._deliver(self._checked(item, queue, tag), queue)
+            for index, (queue, item, tag) in enumerate(deliveries):
+                self._queue_cycle.rotate(queue)
+                try:
+                    self.connection._deliver(self._checked(item, queue, tag), queue)
+                except BaseException:
+                    self._give_back(deliveries[index + 1 :])
+                    raise
             return True
         finally:
             self._in_poll = None
@@ -214,23 +246,69 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             if flush is not None:
                 flush()
 
-    def _take(self, reply: Any) -> tuple[str, bytes, str | None] | None:
-        """The delivery a wait's reply leads to: ``(queue, entry, tag recorded or None)``."""
+    def _take(self, reply: Any) -> list[Delivery]:
+        """The deliveries a wait's reply leads to, each ``(queue, entry, tag recorded or None)``.
+
+        A rung bell leads to one pop over its queue and the other queues of the wait (up to
+        :data:`POP_QUEUES`), taking as many messages as the prefetch limit leaves room for (up
+        to :data:`POP_MOST`): under load one wait and one pop serve several deliveries, where
+        Kombu pays a ``BRPOP`` and a ``QoS.append`` for each.
+        """
         now = monotonic()
         if self._waiting_on and (not reply or now >= self._sweep_due):
             self._sweep_due = now + (self.brpop_timeout or 1)
             self._ring_strays(list(self._waiting_on.values()))
         if not reply:
-            return None
+            return []
         key = kombu_redis.bytes_to_str(reply[0])
         queue = self._waiting_on.get(key)
         if queue is None:  # a queue read the way Kombu reads it
-            return key.rsplit(self.sep, 1)[0], reply[1], None
-        popped = self._call(None, bell.POP, *self._pop_args(queue, queue not in self._no_ack))
-        if popped is None:
-            return None  # another worker took it first
-        item, tag = popped
-        return queue, item, (kombu_redis.bytes_to_str(tag) if tag else None)
+            return [(key.rsplit(self.sep, 1)[0], reply[1], None)]
+        others = [q for q in self._waiting_on.values() if q != queue][: POP_QUEUES - 1]
+        queues = [queue, *others]
+        return self._pop(None, queues, self._room(), [q not in self._no_ack for q in queues])
+
+    def _room(self) -> int:
+        """How many messages the prefetch limit lets one pop take (at least one)."""
+        if not self.qos.prefetch_count:
+            return POP_MOST
+        room: int = self.qos.can_consume_max_estimate()
+        return max(1, min(POP_MOST, room))
+
+    def _pop(
+        self, client: Any, queues: Sequence[str], most: int, record: Sequence[bool]
+    ) -> list[Delivery]:
+        """Run :data:`wowevent_kombu.bell.POP` over ``queues``; what it popped, in order."""
+        keys = [self.unacked_key, self.unacked_index_key]
+        for queue in queues:
+            keys += [names.bell_key(queue), *self._lists(queue)]
+        flags = ["1" if wanted and self.ack_emulation else "0" for wanted in record]
+        args = [repr(time()), bell.MOST_TOKENS, bell.TOKEN, len(self.priority_steps), most]
+        reply = self._call(client, bell.POP, keys, [*args, *flags]) or []
+        return [
+            (queues[int(reply[i]) - 1], reply[i + 1],
+             kombu_redis.bytes_to_str(reply[i + 2]) if reply[i + 2] else None)
+            for i in range(0, len(reply), 3)
+        ]  # fmt: skip
+
+    def _give_back(self, deliveries: Sequence[Delivery]) -> None:
+        """Put popped deliveries a failed delivery kept from the consumer back, next in line.
+
+        Best effort: one that cannot be put back and was recorded returns to its queue when
+        its visibility timeout passes, as after a crash.
+        """
+        for queue, item, tag in reversed(deliveries):
+            try:
+                if tag is not None:
+                    self.qos.restore_by_tag(tag, leftmost=False)
+                    continue
+                with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                    pipe.rpush(self._q_for_pri(queue, 0), item)
+                    for command in bell.ring(queue):
+                        pipe.execute_command(*command)
+                    pipe.execute()
+            except Exception:
+                log.warning("Could not put a popped message back on %s", queue, exc_info=True)
 
     def _ring_strays(self, queues: Sequence[str]) -> None:
         steps = self.priority_steps
@@ -239,11 +317,6 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
 
     def _lists(self, queue: str) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
-
-    def _pop_args(self, queue: str, record: bool) -> tuple[list[str], list[Any]]:
-        keys = [self.unacked_key, self.unacked_index_key, names.bell_key(queue)]
-        flag = "1" if record and self.ack_emulation else "0"
-        return [*keys, *self._lists(queue)], [repr(time()), flag, bell.MOST_TOKENS, bell.TOKEN]
 
     def _call(self, client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` on ``client``, or on the idle wait connection when ``client`` is None.
@@ -287,12 +360,12 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
     def _get(self, queue: str) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
             if queue in self._belled:
-                popped = self._call(client, bell.POP, *self._pop_args(queue, self._get_records))
+                popped = self._pop(client, [queue], 1, [self._get_records])
                 self._maybe_update_queues_expire(client, queue)
-                if popped is None:
+                if not popped:
                     raise Empty()
-                item, tag = popped
-                return self._checked(item, queue, kombu_redis.bytes_to_str(tag) if tag else None)
+                _, item, tag = popped[0]
+                return self._checked(item, queue, tag)
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
                 if item:
