@@ -157,7 +157,12 @@ class Run:
                 channel.exchange_delete(exchange)
 
 
-def paced(rate: float, n: int, send: Callable[[int], None]) -> None:
+def paced(rate: float, n: int, send: Callable[[int], None]) -> float:
+    """Call ``send`` ``n`` times at ``rate`` per second; the rate achieved.
+
+    A sender slower than the pace falls behind it, and then its side of a comparison carried
+    less load than asked: the benchmark reports the achieved rate beside the latencies.
+    """
     start = time.perf_counter()
     for i in range(n):
         target = start + i / rate
@@ -165,6 +170,7 @@ def paced(rate: float, n: int, send: Callable[[int], None]) -> None:
         if delay > 0:
             time.sleep(delay)
         send(i)
+    return n / max(time.perf_counter() - start, (n - 1) / rate, 1e-9)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -180,9 +186,9 @@ def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int,
     try:
         concurrency = 2 if pool == "prefork" else 1
         run.start_worker(pool, concurrency)
-        paced(rate, n, lambda i: run.bus.publish("order.created", PAYLOAD))
+        bus_rate = paced(rate, n, lambda i: run.bus.publish("order.created", PAYLOAD))
         run.wait(lambda: run.store.llen(run.app.LAT) >= n * subscribers, 60)
-        bus = percentiles(run.latencies("bus"))
+        bus = {**percentiles(run.latencies("bus")), "events/s": bus_rate}
         run.stop_worker()
         run.store.delete(run.app.LAT)
         run.start_worker(pool, concurrency, side="bare")
@@ -194,9 +200,9 @@ def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int,
             for _ in range(subscribers):
                 run.bare.bare.apply_async(kwargs={"sent": sent, "event": doc})
 
-        paced(rate, n, send_bare)
+        bare_rate = paced(rate, n, send_bare)
         run.wait(lambda: run.store.llen(run.app.LAT) >= n * subscribers, 60)
-        bare = percentiles(run.latencies("bare"))
+        bare = {**percentiles(run.latencies("bare")), "events/s": bare_rate}
     finally:
         run.close()
     return {"bus": bus, "bare": bare}
@@ -264,6 +270,22 @@ def many(url: str, subscribers: int, rate: int, seconds: float) -> dict[str, Any
     return result
 
 
+def yardstick() -> float:
+    """Seconds a fixed pure-Python loop takes here: how fast this machine is, for comparing runs.
+
+    The same code measures several times faster or slower from one machine to another; the
+    ratios to bare Celery, measured in the same run, move much less.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def ratio(bus: float, bare: float) -> str:
     return f"{bus / bare:.2f}x" if bare else "n/a"
 
@@ -272,14 +294,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--rates",
+        default="500,1000",
+        help="paced rates (events/s) of the latency scenarios, comma-separated",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["latency", "throughput", "fanout", "many"],
+        action="append",
+        help="run only these scenarios (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="one round, short runs")
     parser.add_argument("--out", help="directory for results.json and results.md")
     args = parser.parse_args()
     url = os.environ.get("WOWEVENT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     rounds = 1 if args.quick else args.rounds
     seconds = 1.5 if args.quick else args.seconds
+    rates = [int(rate) for rate in args.rates.split(",")]
+    only = set(args.only or ["latency", "throughput", "fanout", "many"])
     rows: list[str] = ["| scenario | bus | bare Celery | ratio |", "|---|---|---|---|"]
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"machine: pure-Python yardstick (s)": yardstick()}
+    print(f"machine yardstick: {report['machine: pure-Python yardstick (s)']:.2f} s for 10M "
+          "loop steps (absolute figures scale with it; ratios much less)", flush=True)  # fmt: skip
 
     def median_of(fn: Callable[[], Any]) -> Any:
         samples = [fn() for _ in range(rounds)]
@@ -296,8 +333,8 @@ def main() -> None:
             return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
         return statistics.median(samples)
 
-    for pool in ("solo", "prefork"):
-        for rate in (500, 1000):
+    for pool in ("solo", "prefork") if "latency" in only else ():
+        for rate in rates:
             for subs in (1, 2):
                 key = f"latency {rate}/s {pool} {subs} sub"
                 res = median_of(lambda: latency(url, rate, seconds, pool, subs))
@@ -305,8 +342,12 @@ def main() -> None:
                 for q in ("p50", "p95", "p99", "max"):
                     rows.append(f"| {key} {q} (ms) | {res['bus'][q]:.2f} | {res['bare'][q]:.2f} | "
                                 f"{ratio(res['bus'][q], res['bare'][q])} |")  # fmt: skip
-                print(rows[-4:], flush=True)
-    for pool in ("solo", "prefork"):
+                sent = res["bus"]["events/s"], res["bare"]["events/s"]
+                behind = " (a sender fell behind the pace)" if min(sent) < 0.95 * rate else ""
+                rows.append(f"| {key} events sent/s | {sent[0]:,.0f} | {sent[1]:,.0f} | "
+                            f"{ratio(*sent)}{behind} |")  # fmt: skip
+                print(rows[-5:], flush=True)
+    for pool in ("solo", "prefork") if "throughput" in only else ():
         key = f"throughput {pool} (deliveries/s)"
         res = median_of(lambda: throughput(url, 2000 if args.quick else 5000, pool))
         report[key] = res
@@ -314,7 +355,7 @@ def main() -> None:
             f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
         )
         print(rows[-1], flush=True)
-    for matching in (1, 10, 100):
+    for matching in (1, 10, 100) if "fanout" in only else ():
         key = f"fan-out {matching} matching"
         n = max(200, 2000 // matching)
         res = median_of(lambda: fanout(url, matching, n))
@@ -322,7 +363,7 @@ def main() -> None:
         rows.append(f"| {key}: publish/s, deliveries/s | {res['publish_per_s']:,.0f}, "
                     f"{res['deliveries_per_s']:,.0f} | | |")  # fmt: skip
         print(rows[-1], flush=True)
-    for subs in (1, 1000):
+    for subs in (1, 1000) if "many" in only else ():
         key = f"{subs} subscribers bound, 100 events/s, one worker"
         res = median_of(lambda: many(url, subs, 100, seconds * 2))
         report[key] = res
