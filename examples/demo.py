@@ -162,8 +162,11 @@ def main() -> int:
     client = bus.transport.client  # type: ignore[attr-defined]
     notes_key = f"{exchange}:demo:notes"
     try:
+        # Every pattern of every subscriber: the worker binds them one at a time, and an event
+        # published before its pattern is bound is routed without that subscriber.
+        wanted = {name: sorted(sub.patterns) for name, sub in bus.subscribers.items()}
         deadline = time.monotonic() + 30
-        while set(bus.bindings()) != {"billing", "audit", "mailer", "ledger"}:
+        while {name: sorted(p) for name, p in bus.bindings().items()} != wanted:
             if worker.poll() is not None or time.monotonic() > deadline:
                 say(log.read_text(errors="replace")[-3000:])
                 say("The worker did not start; its log is above.")
