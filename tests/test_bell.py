@@ -11,6 +11,7 @@ import pytest
 import redis
 from celery import Celery
 from kombu import Connection, Consumer, Queue
+from kombu.message import Message
 
 from tests.conftest import wait_for
 from wowevent_kombu import Event, EventBus, bell, names
@@ -187,16 +188,25 @@ def test_one_pop_serves_every_waiting_queue(
     made.declare()
     queues = [names.queue_name(exchange, name) for name in ("billing", "shipping")]
     received: list[str] = []
+    tags: list[str] = []
+
+    def handle(body: object, message: Message) -> None:
+        received.append(message.delivery_info["routing_key"])
+        tags.append(message.delivery_tag)
+        assert redis_client.hexists("unacked", message.delivery_tag)
+        message.ack()  # during the delivery, as a solo worker acks
+
     try:
         made.publish("order.created", {"n": 1})  # one delivery in each queue
         with (
             consumer_connection(redis_url, queues) as conn,
             Consumer(conn, queues=[Queue(q, no_declare=True) for q in queues], accept=["json"],
-                     callbacks=[lambda body, m: (received.append(m.delivery_info["routing_key"]),
-                                                 m.ack())]),
+                     callbacks=[handle]),
         ):  # fmt: skip
             conn.drain_events(timeout=5)
             assert sorted(received) == queues
+            assert not any(redis_client.hexists("unacked", tag) for tag in tags)
+            assert not any(redis_client.zscore("unacked_index", tag) for tag in tags)
         assert not redis_client.exists(*queues, *map(names.bell_key, queues))
     finally:
         made.close()

@@ -183,3 +183,12 @@ return rung
 """
 )
 """Ring the bell of every queue holding messages (pushed without one); drop the others' bells."""
+
+FORGET = LuaScript.of(
+    """
+-- KEYS: unacked hash, unacked index. ARGV: the delivery tag.
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+)
+"""Drop an acknowledged delivery's unacked record: Kombu's ``ZREM`` + ``HDEL``, as one call."""

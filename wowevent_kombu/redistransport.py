@@ -134,6 +134,16 @@ class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
         else:
             super().append(message, delivery_tag)
 
+    def ack(self, delivery_tag: str) -> None:
+        self.channel.forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:
+            super().reject(delivery_tag, requeue=True)
+        else:
+            self.ack(delivery_tag)  # what Kombu's reject without requeue does
+
 
 class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
     """A Redis channel that quarantines unusable entries and pops bell queues atomically.
@@ -310,6 +320,18 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             except Exception:
                 log.warning("Could not put a popped message back on %s", queue, exc_info=True)
 
+    def forget(self, delivery_tag: str) -> None:
+        """Remove an acknowledged delivery's record (``unacked``, ``unacked_index``).
+
+        One script call on the channel's kept client instead of Kombu's ``MULTI`` pipeline on
+        a client built for the purpose. Never on the wait's connection: with green-thread pools
+        an ack can come from a task while the event loop still holds that connection.
+        """
+        with self.conn_or_acquire() as client:
+            self._run(
+                client, bell.FORGET, [self.unacked_key, self.unacked_index_key], [delivery_tag]
+            )
+
     def _ring_strays(self, queues: Sequence[str]) -> None:
         steps = self.priority_steps
         keys = [k for q in queues for k in (names.bell_key(q), *self._lists(q))]
@@ -325,13 +347,17 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         as finding nothing: the messages stay queued for the next try.
         """
         try:
-            try:
-                return self._send(client, "EVALSHA", script.sha, keys, args)
-            except NoScriptError:
-                return self._send(client, "EVAL", script.text, keys, args)
+            return self._run(client, script, keys, args)
         except self.ResponseError as exc:
             log.warning("Redis refused the consume script, retrying at the next poll: %s", exc)
             return None
+
+    def _run(self, client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` as :meth:`_call` does, letting Redis's refusal raise."""
+        try:
+            return self._send(client, "EVALSHA", script.sha, keys, args)
+        except NoScriptError:
+            return self._send(client, "EVAL", script.text, keys, args)
 
     def _send(
         self, client: Any, command: str, script: str, keys: list[str], args: list[Any]
