@@ -45,7 +45,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.e2e import PAYLOAD, Run, cloudevent, latency, throughput  # noqa: E402
+from benchmarks.e2e import (  # noqa: E402
+    PAYLOAD,
+    Run,
+    cloudevent,
+    forget_app_modules,
+    latency,
+    throughput,
+)
 from wowevent_kombu.redisserver import RedisServer  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -168,8 +175,7 @@ def preserved_environment() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        for module in ("benchmarks.appconfig", "benchmarks.benchapp", "benchmarks.bareapp"):
-            sys.modules.pop(module, None)
+        forget_app_modules()
 
 
 def median_by_side(samples: list[dict[str, float]]) -> dict[str, float]:

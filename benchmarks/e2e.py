@@ -46,6 +46,16 @@ PAYLOAD = {"order_id": "ord-000123456", "customer": "cus-987654", "total": 75.0,
            "note": "deliver after 6pm, ring twice"}  # fmt: skip
 
 
+APP_MODULES = ("benchmarks.appconfig", "benchmarks.benchapp", "benchmarks.bareapp")
+"""The modules that read a run's configuration from the environment when imported."""
+
+
+def forget_app_modules() -> None:
+    """Drop the app modules, so the next import configures them from the environment anew."""
+    for module in APP_MODULES:
+        sys.modules.pop(module, None)
+
+
 class Run:
     """One benchmark environment: an exchange, a worker process, a publisher.
 
@@ -66,8 +76,7 @@ class Run:
         if store_url is not None:
             self.env["WOWEVENT_STORE_URL"] = os.environ["WOWEVENT_STORE_URL"] = store_url
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("BENCH_")})
-        for module in ("benchmarks.appconfig", "benchmarks.benchapp", "benchmarks.bareapp"):
-            sys.modules.pop(module, None)
+        forget_app_modules()
         # Fresh imports per run: the app modules read their configuration from the environment.
         self.app = importlib.import_module("benchmarks.benchapp")
         self.bare = importlib.import_module("benchmarks.bareapp")

@@ -233,7 +233,9 @@ def test_a_failing_delivery_puts_the_rest_of_its_pop_back_next_in_line(
         # popped with it are queued again, unrecorded, the older one next.
         assert redis_client.hexists("unacked", tags[0])
         assert not any(redis_client.hexists("unacked", tag) for tag in tags[1:])
-        left = [json.loads(raw)["properties"]["delivery_tag"] for raw in
-                reversed(redis_client.lrange(queue, 0, -1))]  # fmt: skip
-        assert left == tags[1:]
+        queued = reversed(redis_client.lrange(queue, 0, -1))
+        left = [json.loads(raw)["properties"] for raw in queued]
+        assert [properties["delivery_tag"] for properties in left] == tags[1:]
+        # Popped with the first and put back, not merely left where they were.
+        assert all(properties["delivery_info"]["redelivered"] for properties in left)
         assert bell_tokens(redis_client, queue) >= 1

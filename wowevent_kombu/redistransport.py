@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from queue import Empty
 from time import monotonic, time
 from typing import Any
@@ -274,7 +275,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         queue = self._waiting_on.get(key)
         if queue is None:  # a queue read the way Kombu reads it
             return [(key.rsplit(self.sep, 1)[0], reply[1], None)]
-        others = [q for q in self._waiting_on.values() if q != queue][: POP_QUEUES - 1]
+        others = islice((q for q in self._waiting_on.values() if q != queue), POP_QUEUES - 1)
         queues = [queue, *others]
         return self._pop(None, queues, self._room(), [q not in self._no_ack for q in queues])
 
@@ -380,7 +381,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             self._recorded.add(tag)
         else:
             # The script accepted what the channel quarantines: no record may outlive it.
-            self.qos._remove_from_indices(tag).execute()
+            self.forget(tag)
         return payload
 
     def _get(self, queue: str) -> dict[str, Any]:
