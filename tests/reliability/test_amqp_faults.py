@@ -79,7 +79,9 @@ def test_hostile_messages_on_rabbitmq_are_dead_lettered_and_the_worker_keeps_goi
         (b'{"x": 1}', "application/json", {"task": dispatch, "id": "y",
                                            "wowevent_event_id": "e-1"}),  # wrong shape
     ]  # fmt: skip
-    with Connection(rabbit.url) as conn:
+    # Confirmed, as the bus publishes: RabbitMQ may drop unconfirmed messages whose channel
+    # closes before a quorum queue has taken them.
+    with Connection(rabbit.url, transport_options={"confirm_publish": True}) as conn:
         producer = conn.Producer()
         for body, content_type, headers in hostile:
             producer.publish(
