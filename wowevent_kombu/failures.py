@@ -119,7 +119,7 @@ class DeadLetterMiddleware(Middleware):
     ) -> None:
         if exc is None:
             return
-        # Keep the handler's own traceback: what Celery passes to on_retry is the Retry's.
+        # Keep the handler's own traceback: the retry hooks may be handed the Retry instead.
         original = _original(exc)
         setattr(task.request, _FAILURE, self._attempt(task, original, None))
 
@@ -134,9 +134,11 @@ class DeadLetterMiddleware(Middleware):
         except redis.RedisError:
             log.warning("could not drop the retry history of %s; it expires", task.request.id)
 
-    def on_retry(
+    def before_retry(
         self, task: SubscriberTask, event: Event | None, exc: BaseException | None, einfo: Any
     ) -> None:
+        # Before the retry is sent: a retry run by another worker (or pool child) that fails
+        # for good reads this history, and must not find it missing this attempt.
         store = self._store()
         if store is None:
             return
@@ -148,8 +150,8 @@ class DeadLetterMiddleware(Middleware):
         try:
             pipe.execute()
         except redis.RedisError:
-            # The retry is already sent: failing here would dead-letter a delivery that is
-            # still being retried. The record will miss this attempt's story, nothing else.
+            # Raising would stop a retry the delivery is due: the record will miss this
+            # attempt's story, nothing else.
             log.exception("could not keep the history of attempt %d of %s", attempt.number, key)
 
     def on_failure(
@@ -317,6 +319,16 @@ class SubscriberRequest(Request):  # type: ignore[misc]
             return True
         setattr(self._context, FAILURE_HANDLED, False)
         return False
+
+    def _retry_worker_lost(self, exc: BaseException, exc_info: Any) -> bool:
+        """Celery's retry of a lost (or time-limited) run, after the ``before_retry`` hooks."""
+        task = self.task
+        task.request_stack.push(self._context)
+        try:
+            task.wowevent_before_retry(self.kwargs, exc, exc_info)
+        finally:
+            task.request_stack.pop()
+        return bool(super()._retry_worker_lost(exc, exc_info))
 
     def _requeue(self, exc: BaseException) -> None:
         """Put the delivery back at the tail of its queue instead of acking an unrecorded loss.

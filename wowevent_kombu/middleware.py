@@ -43,10 +43,19 @@ class Middleware:
     def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
         """Celery recorded success."""
 
+    def before_retry(
+        self, task: SubscriberTask, event: Event | None, exc: BaseException | None, einfo: Any
+    ) -> None:
+        """A retry of this delivery is about to be sent; it does not exist yet.
+
+        What a later attempt must find (the history of this one) belongs here: once the retry
+        is sent, another worker may run it, and fail it for good, before ``on_retry`` runs.
+        """
+
     def on_retry(
         self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
     ) -> None:
-        """Celery scheduled a retry of this delivery (on the subscriber's own queue)."""
+        """Celery sent a retry of this delivery (to the subscriber's own queue)."""
 
     def on_failure(
         self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any

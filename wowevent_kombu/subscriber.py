@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -104,6 +105,41 @@ class SubscriberTask(Task):  # type: ignore[misc]
         run_hooks(
             self.wowevent_middleware, "on_success", self, self.wowevent_event(kwargs), retval,
             reverse=True,
+        )  # fmt: skip
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's ``retry``, with the ``before_retry`` hooks run before the retry is sent.
+
+        Celery runs ``on_retry`` only after the retry message is out, when another worker may
+        already have run it; what the next attempt needs (the attempt history of the
+        dead-letter record) is written first.
+        """
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if not request.called_directly and (limit is None or request.retries < limit):
+            current = exc if exc is not None else sys.exc_info()[1]
+            self.wowevent_before_retry(request.kwargs, current, None)
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+    def wowevent_before_retry(
+        self, kwargs: Mapping[str, Any] | None, exc: BaseException | None, einfo: Any
+    ) -> None:
+        """Run the middleware's ``before_retry`` hooks for the current request."""
+        if not self.wowevent_middleware:
+            return
+        run_hooks(
+            self.wowevent_middleware, "before_retry", self, self.wowevent_event(kwargs), exc,
+            einfo, reverse=True,
         )  # fmt: skip
 
     def on_retry(
