@@ -26,6 +26,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, does not).
+
+    A daemonised ``redis-server`` is re-parented to init, which may reap it seconds after it
+    exited; until then signal 0 still reaches it, though its files and ports are released.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop_pid(pid: int, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> bool:
+    """Send ``sig`` to ``pid`` and wait until it no longer runs; ``False`` at the timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def answers(url: str, timeout: float = 0.5) -> bool:
     """Whether a Redis at ``url`` replies to PING."""
     try:
@@ -127,15 +156,7 @@ class RedisServer:
         pid = self.pid
         if pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.02)
+        stop_pid(pid, signal.SIGKILL if kill else signal.SIGTERM, timeout)
         self.pid = None
         with contextlib.suppress(FileNotFoundError):
             self.pidfile.unlink()

@@ -7,7 +7,6 @@ For tests and benchmarks of failover. Every process is a ``redis-server`` (senti
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import tempfile
@@ -17,7 +16,7 @@ from typing import Any
 
 import redis
 
-from .redisserver import RedisServer, free_port, redis_server_binary
+from .redisserver import RedisServer, free_port, redis_server_binary, stop_pid
 
 DEFAULT_MASTER_NAME = "wowevent"
 
@@ -230,16 +229,5 @@ def _ask(client: redis.Redis, *args: str) -> Any:
 
 
 def _stop(pid: int | None, timeout: float = 10.0) -> None:
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if pid is not None and not stop_pid(pid, signal.SIGTERM, timeout):
+        stop_pid(pid, signal.SIGKILL, timeout)

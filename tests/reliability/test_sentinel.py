@@ -310,3 +310,4 @@ def test_wait_replicas_loses_no_acknowledged_publish(
             assert undelivered <= {e for e, t in stream.acked if t < killed_at}
         finally:
             bus.close()
+            worker.stop()  # while its broker still runs: without one, a warm shutdown waits
