@@ -114,7 +114,7 @@ def test_warm_shutdown_returns_prefetched_at_once(private_redis, start_worker, e
     load = Loaded(private_redis, start_worker, env_for, exchange, 200,
                   WOWEVENT_TEST_WORK=0.005, WOWEVENT_TEST_VISIBILITY=3)  # fmt: skip
     env, client, worker, bus, ids = load.env, load.client, load.worker, load.bus, load.ids
-    code = worker.stop(timeout=20)  # SIGTERM: warm shutdown; SIGKILL after a 20 s grace period
+    code = worker.stop(timeout=8)  # SIGTERM: warm shutdown; SIGKILL after an 8 s grace period
     held = client.zcard("unacked_index")
     if code == 0:
         # The prefetched deliveries went back at once ("Restoring N unacknowledged message(s)").
