@@ -4,7 +4,8 @@ Scenarios (each bus figure beside a bare-Celery baseline from the same run):
 
 1. latency: paced publishing at 500 and 1,000 events/s, solo and prefork-2 workers; p50, p95,
    p99 and max of event time -> handler start.
-2. throughput: deliveries/s a worker sustains draining a pre-filled queue of no-op tasks.
+2. throughput: deliveries/s a worker sustains draining a pre-filled queue of no-op tasks, and
+   what one solo worker process per core drains together (the machine's ceiling).
 3. fan-out: 1, 10 and 100 matching subscribers per event: publish rate and deliveries/s.
 4. many subscribers: 1,000 bound subscribers, each event matching one: delivery p99 at
    100 events/s when one worker consumes all 1,000 queues, against one queue.
@@ -84,22 +85,26 @@ class Run:
         self.bus = benchapp.bus
         self.bus.declare()
         self.store = redis.Redis.from_url(store_url or url)
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_worker(self, pool: str = "solo", concurrency: int = 1, probe: bool = True,
                      side: str = "bus") -> None:  # fmt: skip
-        """Start a worker of the bus's app (``side="bus"``) or of the bare baseline's."""
+        """Start a worker of the bus's app (``side="bus"``) or of the bare baseline's.
+
+        Several may run at once (each with a node name of its own); :meth:`stop_worker` stops
+        them all.
+        """
         module = "benchmarks.benchapp" if side == "bus" else "benchmarks.bareapp"
         args = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", pool,
                 "-c", str(concurrency), "-l", "warning", "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-n", f"{self.exchange}@%h"]  # fmt: skip
+                "--without-heartbeat", "-n", f"{self.exchange}-{len(self.workers)}@%h"]  # fmt: skip
         # A node name of its own: on RabbitMQ the remote-control queue is exclusive to one
         # worker per node name, so another worker named celery@<host> would block this one.
         log = ROOT / ".run" / f"{self.exchange}-worker.log"
         log.parent.mkdir(exist_ok=True)
         with log.open("ab") as out:  # the worker keeps its own copy of the descriptor
-            self.worker = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out,
-                                           stderr=subprocess.STDOUT)  # fmt: skip
+            self.workers.append(subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out,
+                                                 stderr=subprocess.STDOUT))  # fmt: skip
         if not probe:
             return
         # Ready when a probe task round-trips.
@@ -111,14 +116,16 @@ class Run:
         self.store.delete(self.app.LAT, self.app.COUNT)
 
     def stop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.send_signal(signal.SIGTERM)
+        """Stop every worker this run started (SIGTERM, SIGKILL after 30 s)."""
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
-                self.worker.wait(30)
+                worker.wait(30)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
-            self.worker = None
+                worker.kill()
+                worker.wait()
 
     def count(self) -> int:
         return int(self.store.get(self.app.COUNT) or 0)
@@ -217,10 +224,14 @@ def latency(url: str, rate: int, seconds: float, pool: str, subscribers: int,
     return {"bus": bus, "bare": bare}
 
 
-def throughput(url: str, n: int, pool: str, store_url: str | None = None) -> dict[str, float]:
+def throughput(
+    url: str, n: int, pool: str, store_url: str | None = None, workers: int = 1
+) -> dict[str, float]:
+    """Deliveries/s that ``workers`` worker processes drain from a backlog of ``n``, each side."""
     run = Run(url, 1, pattern="order.*", mode="count", store_url=store_url)
+    concurrency = 2 if pool == "prefork" else 1
     try:
-        run.start_worker(pool, 2 if pool == "prefork" else 1)
+        run.start_worker(pool, concurrency)
         run.stop_worker()
         results = {}
         for kind in ("bus", "bare"):
@@ -237,12 +248,15 @@ def throughput(url: str, n: int, pool: str, store_url: str | None = None) -> dic
                         run.bare.bare.apply_async(
                             kwargs={"sent": 0.0, "event": cloudevent()}, producer=producer
                         )
-            run.start_worker(pool, 2 if pool == "prefork" else 1, probe=False, side=kind)
-            # Measured from the first handled delivery, so worker start-up is not counted.
-            run.wait(lambda: run.count() >= 1, 60)
+            for _ in range(workers):
+                run.start_worker(pool, concurrency, probe=False, side=kind)
+            # Measured over the middle 80% of the backlog: neither the workers' start-up (one
+            # may start later than another) nor the last, partly idle moments are counted.
+            run.wait(lambda: run.count() >= n // 10, 60)
             first, done_at_first = time.perf_counter(), run.count()
+            run.wait(lambda: run.count() >= n - n // 10, 300)
+            results[kind] = (run.count() - done_at_first) / (time.perf_counter() - first)
             run.wait(lambda: run.count() >= n, 300)
-            results[kind] = (n - done_at_first) / (time.perf_counter() - first)
             run.stop_worker()
     finally:
         run.close()
@@ -359,6 +373,17 @@ def main() -> None:
     for pool in ("solo", "prefork") if "throughput" in only else ():
         key = f"throughput {pool} (deliveries/s)"
         res = median_of(lambda: throughput(url, 2000 if args.quick else 5000, pool))
+        report[key] = res
+        rows.append(
+            f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
+        )
+        print(rows[-1], flush=True)
+    if "throughput" in only:
+        # The machine's ceiling: one solo worker process per core (docs/scaling.md).
+        cores = os.cpu_count() or 1
+        key = f"throughput {cores} solo workers (deliveries/s)"
+        n = (4000 if args.quick else 10000) * cores
+        res = median_of(lambda: throughput(url, n, "solo", workers=cores))
         report[key] = res
         rows.append(
             f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ def run_once(url: str, workers: int, events: int) -> float:
     from wowevent_kombu import Event
 
     run = Run(url, 1, pattern="order.*", mode="count")
-    procs: list[subprocess.Popen[bytes]] = []
     try:
         for start in range(0, events, 500):
             batch = [
@@ -38,17 +36,11 @@ def run_once(url: str, workers: int, events: int) -> float:
             run.bus.publish_many(batch)
         for _ in range(workers):
             run.start_worker("solo", 1, probe=False)
-            assert run.worker is not None
-            procs.append(run.worker)
-            run.worker = None
         run.wait(lambda: run.count() >= 1, 60)
         first, done_at_first = time.perf_counter(), run.count()
         run.wait(lambda: run.count() >= events, 300)
         return (events - done_at_first) / (time.perf_counter() - first)
     finally:
-        for proc in procs:
-            run.worker = proc
-            run.stop_worker()
         run.close()
 
 
