@@ -127,6 +127,15 @@ class Run:
                 worker.kill()
                 worker.wait()
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far (user + system) of this run's worker processes, and of Redis."""
+        workers = 0.0
+        for worker in self.workers:
+            stat = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            workers += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        info = self.store.info("cpu")
+        return workers, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     def count(self) -> int:
         return int(self.store.get(self.app.COUNT) or 0)
 
@@ -253,9 +262,13 @@ def throughput(
             # Measured over the middle 80% of the backlog: neither the workers' start-up (one
             # may start later than another) nor the last, partly idle moments are counted.
             run.wait(lambda: run.count() >= n // 10, 60)
-            first, done_at_first = time.perf_counter(), run.count()
+            first, done_at_first, cpu_at_first = time.perf_counter(), run.count(), run.cpu()
             run.wait(lambda: run.count() >= n - n // 10, 300)
-            results[kind] = (run.count() - done_at_first) / (time.perf_counter() - first)
+            done, cpu = run.count() - done_at_first, run.cpu()
+            results[kind] = done / (time.perf_counter() - first)
+            if pool == "solo" and store_url is None:  # solo: the worker is one process
+                results[f"{kind} worker CPU us"] = (cpu[0] - cpu_at_first[0]) / done * 1e6
+                results[f"{kind} Redis CPU us"] = (cpu[1] - cpu_at_first[1]) / done * 1e6
             run.wait(lambda: run.count() >= n, 300)
             run.stop_worker()
     finally:
@@ -307,6 +320,17 @@ def yardstick() -> float:
             total += i
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def cpu_rows(key: str, res: dict[str, float]) -> list[str]:
+    """Table rows of the CPU each side's workers and Redis spent per delivery, when measured."""
+    rows = []
+    for part in ("worker", "Redis"):
+        if f"bus {part} CPU us" in res:
+            bus, bare = res[f"bus {part} CPU us"], res[f"bare {part} CPU us"]
+            label = key.replace(" (deliveries/s)", f": {part} CPU per delivery (us)")
+            rows.append(f"| {label} | {bus:,.0f} | {bare:,.0f} | {ratio(bus, bare)} |")
+    return rows
 
 
 def ratio(bus: float, bare: float) -> str:
@@ -377,7 +401,9 @@ def main() -> None:
         rows.append(
             f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
         )
-        print(rows[-1], flush=True)
+        extra = cpu_rows(key, res)
+        rows.extend(extra)
+        print("\n".join(rows[-1 - len(extra) :]), flush=True)
     if "throughput" in only:
         # The machine's ceiling: one solo worker process per core (docs/scaling.md).
         cores = os.cpu_count() or 1
@@ -388,7 +414,8 @@ def main() -> None:
         rows.append(
             f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
         )
-        print(rows[-1], flush=True)
+        rows.extend(cpu_rows(key, res))
+        print("\n".join(rows[-3:]), flush=True)
     for matching in (1, 10, 100) if "fanout" in only else ():
         key = f"fan-out {matching} matching"
         n = max(200, 2000 // matching)
