@@ -66,6 +66,22 @@ def profile(url: str, side: str, n: int, out: Path) -> Path:
     return target
 
 
+WAITS = ("recv_into", "sendall", "poll", "select", "recv")
+
+
+def package(filename: str, name: str) -> str:
+    """Where a profiled function belongs: a package, the standard library, or socket waits."""
+    if filename == "~":
+        if any(f"'{wait}'" in name for wait in WAITS):
+            return "socket I/O and waiting (Redis round trips, the event loop's poll)"
+        return "C built-ins (json, dict, isinstance, ...)"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/")[1].split("/")[0]
+    if filename.startswith(str(ROOT)):
+        return filename[len(str(ROOT)) + 1 :].split("/")[0]
+    return "Python standard library"
+
+
 def report(path: Path, n: int, top: int) -> None:
     """Functions called at least once per 20 deliveries: the ``top`` by cumulative time, then
     by own time, in profiled microseconds per delivery."""
@@ -79,6 +95,18 @@ def report(path: Path, n: int, top: int) -> None:
         rows.append((cumulative, own, calls, f"{where}:{line} {name}"))
     total = stats.total_tt / n * 1e6  # type: ignore[attr-defined]
     print(f"\n{path.name}: {n} deliveries, {total:,.0f} us profiled per delivery in all")
+    shares: dict[str, float] = {}
+    for (filename, _line, name), entry in stats.stats.items():  # type: ignore[attr-defined]
+        group = package(filename, name)
+        shares[group] = shares.get(group, 0.0) + entry[2]
+    print("\n| us per delivery (own time, all calls) | where |\n|---|---|")
+    rest = 0.0
+    for group, own in sorted(shares.items(), key=lambda item: item[1], reverse=True):
+        if own / n < 5e-6:
+            rest += own
+        else:
+            print(f"| {own / n * 1e6:,.0f} | {group} |")
+    print(f"| {rest / n * 1e6:,.0f} | everything else |")
     for title, index in (("cumulative", 0), ("own", 1)):
         print(f"\n| us per delivery ({title}) | calls per delivery | function |\n|---|---|---|")
         for row in sorted(rows, key=lambda r: r[index], reverse=True)[:top]:
