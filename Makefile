@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-e2e bench-brokers bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -38,18 +38,11 @@ format: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Every benchmark, each against its baseline in the same run; figures land in bench-results/.
+# Every benchmark, each against its baseline in the same run, collected in one report:
+# bench-results/report.md and report.json (and each benchmark's own JSON beside them).
 bench: venv
-	@mkdir -p bench-results
-	@scripts/with-redis.sh $(PY) benchmarks/publish.py --json bench-results/publish.json
-	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
 	@scripts/ensure-rabbitmq.sh
-	@scripts/with-redis.sh $(PY) benchmarks/brokers.py --out bench-results
-	@scripts/with-redis.sh $(PY) benchmarks/metrics.py
-	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
-	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
-	@$(PY) benchmarks/log.py
-	@$(PY) benchmarks/redis_sizing.py
+	@scripts/with-redis.sh $(PY) benchmarks/report.py --out bench-results
 
 bench-e2e: venv
 	@scripts/with-redis.sh $(PY) benchmarks/e2e.py --out bench-results
@@ -58,6 +51,10 @@ bench-e2e: venv
 bench-brokers: venv
 	@scripts/ensure-rabbitmq.sh
 	@scripts/with-redis.sh $(PY) benchmarks/brokers.py --out bench-results $(BROKERS_ARGS)
+
+# Where a delivery's time goes in a solo worker, bus beside bare Celery (cProfile).
+bench-profile: venv
+	@scripts/with-redis.sh $(PY) benchmarks/profile_worker.py
 
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
