@@ -19,7 +19,9 @@ EXCHANGE = os.environ["WOWEVENT_EXCHANGE"]
 app = Celery("soak", broker=URL, set_as_current=False)
 app.conf.worker_hijack_root_logger = False
 app.conf.worker_prefetch_multiplier = 8
-bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"time_limit": 60})
+TIME_LIMIT = 60
+"""Seconds, the subscribers' hard time limit (the soak's warm-up lasts at least this long)."""
+bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"time_limit": TIME_LIMIT})
 store = redis.Redis.from_url(URL)
 
 
