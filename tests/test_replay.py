@@ -242,12 +242,17 @@ def test_ctrl_c_in_the_cli_leaves_a_resumable_record(
     script = str(Path(sys.executable).with_name("wowevent"))
     command = [script, "--broker", redis_url, "--exchange", bus.exchange, "replay",
                "-s", "billing", "--speed", "1000/s"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C at a terminal reaches a process whose SIGINT is at its default. A test run started
+    # in the background of a non-interactive shell would hand down SIGINT ignored instead.
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     queue = names.queue_name(bus.exchange, "billing")
     wait_for(lambda: redis_client.llen(queue) >= 100, message="the replay to be under way")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
     replay_id = err.split("--resume ")[-1].split()[0]
     assert 100 <= redis_client.llen(queue) < 1500
     resumed = bus.replay(resume=replay_id)  # at the recorded speed
