@@ -129,12 +129,27 @@ class Run:
 
     def cpu(self) -> tuple[float, float]:
         """CPU seconds so far (user + system) of this run's worker processes, and of Redis."""
-        workers = 0.0
-        for worker in self.workers:
-            stat = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            workers += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        from benchmarks.procstat import cpu_seconds
+
         info = self.store.info("cpu")
-        return workers, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return sum(cpu_seconds(worker.pid) for worker in self.workers), redis_cpu
+
+    def fill(self, side: str, n: int) -> None:
+        """Queue ``n`` no-op deliveries for ``side``'s worker: events, or bare Celery tasks."""
+        if side == "bus":
+            from wowevent_kombu import Event
+
+            for start in range(0, n, 500):
+                self.bus.publish_many([Event(type="order.created", data=PAYLOAD)
+                                       for _ in range(min(500, n - start))])  # fmt: skip
+            return
+        document = cloudevent()
+        with self.bare.app.producer_or_acquire() as producer:
+            for _ in range(n):
+                self.bare.bare.apply_async(
+                    kwargs={"sent": 0.0, "event": document}, producer=producer
+                )
 
     def count(self) -> int:
         return int(self.store.get(self.app.COUNT) or 0)
@@ -245,18 +260,7 @@ def throughput(
         results = {}
         for kind in ("bus", "bare"):
             run.store.delete(run.app.COUNT)
-            if kind == "bus":
-                from wowevent_kombu import Event
-
-                for start in range(0, n, 500):
-                    run.bus.publish_many([Event(type="order.created", data=PAYLOAD)
-                                          for _ in range(min(500, n - start))])  # fmt: skip
-            else:
-                with run.bare.app.producer_or_acquire() as producer:
-                    for _ in range(n):
-                        run.bare.bare.apply_async(
-                            kwargs={"sent": 0.0, "event": cloudevent()}, producer=producer
-                        )
+            run.fill(kind, n)
             for _ in range(workers):
                 run.start_worker(pool, concurrency, probe=False, side=kind)
             # Measured over the middle 80% of the backlog: neither the workers' start-up (one
@@ -394,9 +398,17 @@ def main() -> None:
                 rows.append(f"| {key} events sent/s | {sent[0]:,.0f} | {sent[1]:,.0f} | "
                             f"{ratio(*sent)}{behind} |")  # fmt: skip
                 print(rows[-5:], flush=True)
-    for pool in ("solo", "prefork") if "throughput" in only else ():
-        key = f"throughput {pool} (deliveries/s)"
-        res = median_of(lambda: throughput(url, 2000 if args.quick else 5000, pool))
+    # The last row is the machine's ceiling: one solo worker process more than cores, since
+    # each waits on Redis round trips part of the time (benchmarks/scaling.py, docs/scaling.md).
+    machine = (os.cpu_count() or 1) + 1
+    drains = [("solo", 1), ("prefork", 1), ("solo", machine)] if "throughput" in only else []
+    for pool, workers in drains:
+        if workers == 1:
+            key, n = f"throughput {pool} (deliveries/s)", 2000 if args.quick else 5000
+        else:
+            key = f"throughput {workers} solo workers (deliveries/s)"
+            n = (4000 if args.quick else 10000) * workers
+        res = median_of(lambda: throughput(url, n, pool, workers=workers))
         report[key] = res
         rows.append(
             f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
@@ -404,19 +416,6 @@ def main() -> None:
         extra = cpu_rows(key, res)
         rows.extend(extra)
         print("\n".join(rows[-1 - len(extra) :]), flush=True)
-    if "throughput" in only:
-        # The machine's ceiling: one solo worker process more than cores, since each waits on
-        # Redis round trips part of the time (benchmarks/scaling.py, docs/scaling.md).
-        workers = (os.cpu_count() or 1) + 1
-        key = f"throughput {workers} solo workers (deliveries/s)"
-        n = (4000 if args.quick else 10000) * workers
-        res = median_of(lambda: throughput(url, n, "solo", workers=workers))
-        report[key] = res
-        rows.append(
-            f"| {key} | {res['bus']:,.0f} | {res['bare']:,.0f} | {ratio(res['bus'], res['bare'])} |"
-        )
-        rows.extend(cpu_rows(key, res))
-        print("\n".join(rows[-3:]), flush=True)
     for matching in (1, 10, 100) if "fanout" in only else ():
         key = f"fan-out {matching} matching"
         n = max(200, 2000 // matching)

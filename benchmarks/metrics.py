@@ -34,18 +34,15 @@ from wowevent_kombu.status import ClusterReader
 from wowevent_kombu.window import WindowRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.procstat import cpu_seconds  # noqa: E402
 
 
 def cleanup(client: redis.Redis, exchange: str) -> None:
     keys = [*client.scan_iter(match=f"{exchange}*", count=1000)]
     keys += [f"_kombu.binding.{exchange}"]
     client.delete(*keys)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drain_rate(url: str, events: int, metrics: bool) -> tuple[float, float]:

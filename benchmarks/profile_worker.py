@@ -22,24 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.e2e import PAYLOAD, Run, cloudevent  # noqa: E402
+from benchmarks.e2e import Run  # noqa: E402
 
 MODULES = {"bus": "benchmarks.benchapp", "bare": "benchmarks.bareapp"}
-
-
-def fill(run: Run, side: str, n: int) -> None:
-    """Queue ``n`` deliveries for ``side``'s worker."""
-    if side == "bus":
-        from wowevent_kombu import Event
-
-        for start in range(0, n, 500):
-            batch = [Event(type="order.created", data=PAYLOAD) for _ in range(min(500, n - start))]
-            run.bus.publish_many(batch)
-        return
-    document = cloudevent()
-    with run.bare.app.producer_or_acquire() as producer:
-        for _ in range(n):
-            run.bare.bare.apply_async(kwargs={"sent": 0.0, "event": document}, producer=producer)
 
 
 def profile(url: str, side: str, n: int, out: Path) -> Path:
@@ -49,7 +34,7 @@ def profile(url: str, side: str, n: int, out: Path) -> Path:
     try:
         run.start_worker("solo", side=side)  # declares the queues, then stops
         run.stop_worker()
-        fill(run, side, n)
+        run.fill(side, n)
         node = f"{run.exchange}-p@%h"
         args = [sys.executable, "-m", "cProfile", "-o", str(target), "-m", "celery", "-A",
                 MODULES[side], "worker", "-P", "solo", "-l", "warning", "--without-gossip",

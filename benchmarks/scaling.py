@@ -21,20 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.e2e import PAYLOAD, Run  # noqa: E402
+from benchmarks.e2e import Run  # noqa: E402
 
 
 def run_once(url: str, workers: int, events: int) -> float:
     """Deliveries/s drained by ``workers`` solo worker processes."""
-    from wowevent_kombu import Event
-
     run = Run(url, 1, pattern="order.*", mode="count")
     try:
-        for start in range(0, events, 500):
-            batch = [
-                Event(type="order.created", data=PAYLOAD) for _ in range(min(500, events - start))
-            ]
-            run.bus.publish_many(batch)
+        run.fill("bus", events)
         for _ in range(workers):
             run.start_worker("solo", 1, probe=False)
         run.wait(lambda: run.count() >= 1, 60)

@@ -179,7 +179,7 @@ def soak(url: str, events: int, *, batch: int = 500, backlog: int = 5000, warmup
         published = 0
         started = last_sample = time.monotonic()
         timers_full = started + soakapp.TIME_LIMIT + 5
-        warm_after = events  # published when the timers filled up (none: the run was short)
+        warm_after: int | None = None  # events published once the timers had filled up
         deadline = started + timeout
 
         def sample() -> None:
@@ -197,7 +197,7 @@ def soak(url: str, events: int, *, batch: int = 500, backlog: int = 5000, warmup
                     [Event(type="soak.item", data={"n": published + i}) for i in range(size)]
                 )
                 published += size
-            if warm_after == events and time.monotonic() >= timers_full:
+            if warm_after is None and time.monotonic() >= timers_full:
                 warm_after = published
             if time.monotonic() - last_sample >= 1.0:
                 sample()
@@ -246,9 +246,10 @@ def soak(url: str, events: int, *, batch: int = 500, backlog: int = 5000, warmup
         leftover += [k for k in ("unacked", "unacked_index") if client.exists(k) and (
             client.hlen(k) if k == "unacked" else client.zcard(k))]  # fmt: skip
         other = {key: int(client.memory_usage(key, samples=0) or 0) for key in other_keys}
+        warm = events if warm_after is None else warm_after  # a short run: never warm
         return SoakReport(
             events=events, seconds=seconds, counts=counts, worker_rss_kib=worker_rss,
-            publisher_rss_kib=publisher_rss, warmup_events=max(int(events * warmup), warm_after),
+            publisher_rss_kib=publisher_rss, warmup_events=max(int(events * warmup), warm),
             redis_baseline=baseline, redis_drained=drained, redis_kept=kept,
             redis_without_log_dlq=without_kept,
             redis_overhead=(baseline_overhead, drained_overhead),
@@ -274,8 +275,8 @@ def describe(report: SoakReport) -> list[str]:
         lines.append(f"  {sub:<6} in {c['in']:,}  handled {c['handled']:,}  "
                      f"duplicates {c['duplicates']}  lost {c['lost']}")  # fmt: skip
     if report.warmup_events >= report.events:
-        lines.append("  (publishing ended within the time limit's warm-up: RSS growth is not "
-                     "measured on so short a run)")  # fmt: skip
+        lines.append("  (publishing ended within the time limit's warm-up: the RSS figures "
+                     "below cover the drain only)")  # fmt: skip
     for who in ("worker", "publisher"):
         first, last = figures[f"{who}_rss_kib_first_last"] or [0, 0]
         growth = figures[f"{who}_rss_growth"] * 100
