@@ -29,8 +29,8 @@ from .settings import Settings
 PAGE = 1000
 """Entries read per ``XRANGE`` round trip."""
 
-_POSITION = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_POSITION = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?\Z")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?) *(s|m|h|d)\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_SEQ = 18446744073709551615
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 RAW_LIMIT = 64 * 1024
 """Characters of a malformed entry's content kept in its dead-letter record."""
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}\Z")
 _HOOKS = ("on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task")
 
 
