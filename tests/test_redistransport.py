@@ -1,8 +1,10 @@
 """The guarded Redis channel's entry parsing, and when workers are switched to it."""
 
 import base64
+import bz2
 import json
 import ssl
+import zlib
 
 import pytest
 from celery import Celery
@@ -10,9 +12,12 @@ from celery import Celery
 from wowevent_kombu import wire
 from wowevent_kombu.redistransport import (
     BELL_QUEUES_OPTION,
+    COMPRESSION_OPTION,
+    INFLATE_LIMIT_OPTION,
     MALFORMED_HEADER,
     QUARANTINE_CONTENT_TYPE,
     SOURCE_QUEUE,
+    Compression,
     envelope_problem,
     parse_entry,
 )
@@ -113,3 +118,60 @@ def test_rediss_keeps_its_tls_options_or_kombus_default(caplog):
     assert install_guarded_transport(bare)
     assert bare.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
     assert "not verified" in caplog.text
+
+
+def compressed_entry(body: bytes, codec: str) -> bytes:
+    prepared = wire.PreparedEvent(body=base64.b64encode(body).decode(), kwargsrepr='""')
+    message = json.loads(wire.task_message(prepared, task="t", task_id="i", queue="q",
+                                           sender="s"))  # fmt: skip
+    message["headers"]["compression"] = codec
+    return json.dumps(message).encode()
+
+
+SUBSCRIBER = Compression(frozenset({"application/x-bz2"}), 1000)
+
+
+@pytest.mark.parametrize(
+    ("codec", "body", "rules", "problem"),
+    [
+        ("application/x-bz2", bz2.compress(b"\0" * 10**6), Compression(frozenset()),
+         "does not accept"),
+        ("application/x-gzip", zlib.compress(b"[]"), SUBSCRIBER, "does not accept"),
+        ("zlib", zlib.compress(b"[]"), SUBSCRIBER, "does not accept"),
+        ("application/x-bz2", bz2.compress(b"\0" * 10**6), SUBSCRIBER, "inflates past 1000 bytes"),
+        ("application/x-bz2", b"not bz2 at all", SUBSCRIBER, "corrupt"),
+        ("application/x-bz2", bz2.compress(b"[]")[:-4], SUBSCRIBER, "truncated"),
+        ("rot13", b"[]", Compression(), "no codec this worker knows"),
+        ("application/x-gzip", zlib.compress(b"\0" * 10**6), Compression(limit=10**5),
+         "inflates past 100000 bytes"),
+    ],
+    ids=["not-enabled", "other-codec", "alias", "bomb", "corrupt", "truncated", "unknown",
+         "other-queue-limit"],
+)  # fmt: skip
+def test_compressed_entries_are_refused_before_kombu_inflates_them(codec, body, rules, problem):
+    raw = compressed_entry(body, codec)
+    payload = parse_entry(raw, "x.q", rules)
+    assert payload["content-type"] == QUARANTINE_CONTENT_TYPE
+    assert problem in payload["headers"][MALFORMED_HEADER]
+    assert base64.b64decode(payload["body"]) == raw  # the raw entry, never its inflation
+
+
+@pytest.mark.parametrize("codec", ["application/x-bz2", "bzip2"])
+def test_an_accepted_compressed_body_is_inflated_once_here(codec):
+    payload = parse_entry(compressed_entry(bz2.compress(b"[[], {}, {}]"), codec), "x.q", SUBSCRIBER)
+    assert base64.b64decode(payload["body"]) == b"[[], {}, {}]"
+    assert "compression" not in payload["headers"]  # Kombu has nothing left to inflate
+    assert payload["properties"][SOURCE_QUEUE] == "x.q"
+
+
+def test_the_subscriber_queues_take_only_the_apps_own_compression():
+    from wowevent_kombu.worker import inflate_limit, limit_compression
+
+    plain = app("redis://localhost:6379/0")
+    limit_compression(plain, 1000)
+    options = plain.conf.broker_transport_options
+    assert options == {COMPRESSION_OPTION: [], INFLATE_LIMIT_OPTION: inflate_limit(1000)}
+    zipped = app("redis://localhost:6379/0", task_compression="gzip")
+    limit_compression(zipped, 1000)
+    assert zipped.conf.broker_transport_options[COMPRESSION_OPTION] == ["application/x-gzip"]
+    assert inflate_limit(256 * 1024) > 6 * 256 * 1024  # room for an ASCII-escaped event

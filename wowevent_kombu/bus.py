@@ -30,8 +30,9 @@ from .eventlog import EventLog
 from .failures import DeadLetterMiddleware
 from .idempotency import TASK_FLAG as IDEMPOTENT
 from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
-from .malformed import make_malformed_step
+from .malformed import MalformedEntries, make_malformed_step
 from .middleware import Middleware
+from .poolguard import make_pool_guard_step
 from .registry import SchemaRegistry
 from .settings import ENV_PREFIX, Settings
 from .subscriber import Handler, Subscriber, normalise_patterns, register
@@ -149,9 +150,14 @@ class EventBus:
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         app.steps["consumer"].add(make_binding_step(self))
-        app.steps["consumer"].add(
-            make_malformed_step(self.exchange, self._queues_to_subscribers, self._malformed_store)
+        entries = MalformedEntries(
+            self._queues_to_subscribers,
+            self._malformed_store,
+            # Registered on RabbitMQ only; on Redis no worker knows it, so it is refused anyway.
+            routed_task=names.dispatch_task_name(self.exchange),
         )
+        app.steps["consumer"].add(make_malformed_step(self.exchange, entries))
+        app.steps["worker"].add(make_pool_guard_step(self.exchange, entries.record))
         buses = getattr(app, APP_ATTRIBUTE, None)
         if buses is None:
             buses = []

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import EventEncodingError, InvalidEventError, InvalidEventTypeError
 from .names import random_uuid
+from .nesting import MAX_DEPTH, depth_exceeds, text_may_exceed
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "wowevent"
@@ -210,8 +211,18 @@ class Event:
         return out
 
     def to_json(self) -> str:
-        """The structured CloudEvent as strict JSON text (no NaN, no Infinity)."""
-        return encode_json(self.to_cloudevent(), event_type=self.type)
+        """The structured CloudEvent as strict JSON text (no NaN, no Infinity).
+
+        Raises:
+            EventEncodingError: the data is not strict JSON, or nests more than
+                :data:`~wowevent_kombu.nesting.MAX_DEPTH` levels.
+        """
+        text = encode_json(self.to_cloudevent(), event_type=self.type)
+        # The document adds one level around the data; only text with that many brackets
+        # can be too deep, so the walk is skipped for nearly every event.
+        if text_may_exceed(text, MAX_DEPTH + 1) and depth_exceeds(self.data, MAX_DEPTH):
+            raise EventEncodingError(_TOO_DEEP, event_type=self.type)
+        return text
 
     @classmethod
     def from_cloudevent(cls, document: Mapping[str, Any], *, replayed: bool = False) -> Event:
@@ -269,6 +280,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_TOO_DEEP = (
+    f"event data is nested too deeply: more than {MAX_DEPTH} levels of objects and arrays "
+    "(the limit, wowevent_kombu.nesting.MAX_DEPTH); flatten it"
+)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -281,10 +296,7 @@ def encode_json(value: Any, *, event_type: str | None = None) -> str:
     try:
         return _ENCODER.encode(value)
     except RecursionError:
-        raise EventEncodingError(
-            "event data is nested too deeply to encode as JSON; flatten it",
-            event_type=event_type,
-        ) from None
+        raise EventEncodingError(_TOO_DEEP, event_type=event_type) from None
     except (TypeError, ValueError) as exc:
         raise EventEncodingError(
             f"event data is not JSON-serialisable: {exc}; send only dicts, lists, strings, "

@@ -24,7 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import bootsteps
+from celery.exceptions import InvalidTaskError
 
+from . import names
 from .amqpdispatch import ConsumedQueues
 from .deadletter import Attempt, DeadLetter
 from .deadletterstore import DeadLetterStore
@@ -36,6 +38,7 @@ RAW_LIMIT = 64 * 1024
 """Characters of a malformed entry's content kept in its dead-letter record."""
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}\Z")
+_GUARDED = "wowevent_guarded_by"
 _HOOKS = ("on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task")
 
 
@@ -120,24 +123,48 @@ class MalformedEntries:
     Args:
         subscribers_by_queue: Returns ``{queue: subscriber name}`` for the bus.
         store: Returns the dead-letter store, or ``None`` when the bus records nothing.
+        routed_task: The task name routed event messages carry into every subscriber queue
+            (RabbitMQ's dispatch task), accepted there beside the subscriber's own task.
     """
 
     def __init__(
         self,
         subscribers_by_queue: Callable[[], Mapping[str, str]],
         store: Callable[[], DeadLetterStore | None],
+        *,
+        routed_task: str | None = None,
     ) -> None:
         self._subscribers = subscribers_by_queue
         self._store = store
+        self._routed_task = routed_task
         self._consumed: ConsumedQueues | None = None
+
+    def queue_of(self, message: Any) -> tuple[str | None, bool]:
+        """The queue ``message`` came from, and whether it may be one copy of several."""
+        queue = source_queue(message)
+        if queue is None and self._consumed is not None:
+            return self._consumed.of(message), True  # RabbitMQ: by the delivery's consumer tag
+        return queue, False
+
+    def foreign_task(self, message: Any, task: str) -> str | None:
+        """Why ``task`` may not run from the queue ``message`` came from, or ``None``.
+
+        A subscriber queue carries its subscriber's task only (and, on RabbitMQ, the routed
+        event messages): anything else pushed into it, Celery's built-in tasks included, is
+        refused rather than run with the subscriber's queue, retries and dead letters.
+        """
+        queue, _ = self.queue_of(message)
+        subscriber = self._subscribers().get(queue or "")
+        if subscriber is None or task in (names.task_name(subscriber), self._routed_task):
+            return None
+        return (
+            f"queue {queue!r} belongs to subscriber {subscriber!r} and carries its task "
+            f"{names.task_name(subscriber)!r} only, not {task!r}"
+        )
 
     def record(self, message: Any, problem: str) -> bool:
         """Write the record if ``message`` came from a subscriber queue; ``True`` if written."""
-        queue = source_queue(message)
-        shared = False
-        if queue is None and self._consumed is not None:
-            queue = self._consumed.of(message)  # RabbitMQ: by the delivery's consumer tag
-            shared = True
+        queue, shared = self.queue_of(message)
         subscriber = self._subscribers().get(queue or "")
         if subscriber is None:
             return False
@@ -163,6 +190,27 @@ class MalformedEntries:
         self._consumed = ConsumedQueues(consumer)
         for hook in _HOOKS:
             setattr(consumer, hook, self._wrapped(hook, getattr(consumer, hook)))
+
+    def guard_strategies(self, strategies: dict[str, Any]) -> None:
+        """Make every task's strategy refuse messages from another task's subscriber queue.
+
+        Celery picks a message's strategy by the task name the message itself claims; the
+        check runs first, so a foreign task never reaches the pool. A refusal raises
+        ``InvalidTaskError``, which Celery reports to ``on_invalid_task`` (recorded above).
+        """
+        for task, strategy in list(strategies.items()):
+            if getattr(strategy, _GUARDED, None) is not self:
+                strategies[task] = self._checked(task, strategy)
+
+    def _checked(self, task: str, strategy: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(message: Any, *args: Any, **kwargs: Any) -> Any:
+            problem = self.foreign_task(message, task)
+            if problem is not None:
+                raise InvalidTaskError(problem)
+            return strategy(message, *args, **kwargs)
+
+        setattr(checked, _GUARDED, self)
+        return checked
 
     def _wrapped(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def on_decode_error(message: Any, exc: BaseException) -> Any:
@@ -197,20 +245,21 @@ class MalformedEntries:
             log.exception("could not inspect a malformed message")
 
 
-def make_malformed_step(
-    name: str,
-    subscribers_by_queue: Callable[[], Mapping[str, str]],
-    store: Callable[[], DeadLetterStore | None],
-) -> type[bootsteps.StartStopStep]:
+def make_malformed_step(name: str, entries: MalformedEntries) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that records malformed entries of one bus (see the module doc)."""
-    entries = MalformedEntries(subscribers_by_queue, store)
 
     class WowEventMalformed(bootsteps.StartStopStep):  # type: ignore[misc]
-        """Wraps the consumer's malformed-message callbacks before its task handler is built."""
+        """Wraps the consumer's malformed-message callbacks before its task handler is built,
+        and each task's strategy once the Tasks step has (re)built them."""
+
+        requires = ("celery.worker.consumer.tasks:Tasks",)
 
         def __init__(self, consumer: Any, **kwargs: Any) -> None:
             super().__init__(consumer, **kwargs)
             entries.wrap(consumer)
+
+        def start(self, consumer: Any) -> None:
+            entries.guard_strategies(consumer.strategies)
 
     WowEventMalformed.name = f"wowevent_kombu.malformed.WowEventMalformed[{name}]"
     return WowEventMalformed

@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from queue import Empty
 from time import monotonic, time
@@ -32,6 +33,7 @@ from redis.exceptions import NoScriptError
 
 from . import bell, names
 from .atomic import LuaScript
+from .inflate import InflateError, bounded, content_type, inflate
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,60 @@ def quarantine(raw: bytes, queue: str, problem: str) -> dict[str, Any]:
     }
 
 
-def parse_entry(raw: bytes | str, queue: str) -> dict[str, Any]:
+OTHER_INFLATE_LIMIT = 64 * 1024 * 1024
+"""Most bytes a compressed body of a queue that is no bell queue may inflate to."""
+
+
+@dataclass(frozen=True)
+class Compression:
+    """What compressed bodies a queue takes, and how large they may inflate.
+
+    Attributes:
+        accept: Content types accepted (``None``: any codec Kombu knows).
+        limit: Most bytes a body may inflate to.
+    """
+
+    accept: frozenset[str] | None = None
+    limit: int = OTHER_INFLATE_LIMIT
+
+
+def inflated(payload: dict[str, Any], rules: Compression) -> str | None:
+    """Inflate a compressed envelope's body in place; what is wrong with it, or ``None``.
+
+    The inflated body replaces the compressed one and the ``compression`` header goes, so
+    Kombu never decompresses it again; a codec with no bounded decoder is left to Kombu.
+    """
+    headers = payload.get("headers") or {}
+    codec = headers.get("compression")
+    if codec is None:
+        return None
+    if not isinstance(codec, str):
+        return "the envelope's compression header is not a string"
+    name = content_type(codec)
+    if name is None:
+        return f"compressed with {codec!r}, which is no codec this worker knows"
+    if rules.accept is not None and name not in rules.accept:
+        enabled = ", ".join(sorted(rules.accept)) or "none"
+        return (
+            f"compressed with {name!r}, which this queue does not accept "
+            f"(enabled by task_compression: {enabled})"
+        )
+    if not bounded(name):
+        return None
+    if payload["properties"].get("body_encoding") != "base64":
+        return "a compressed body must be base64-encoded"
+    try:
+        body = inflate(base64.b64decode(payload.get("body") or ""), name, rules.limit)
+    except InflateError as exc:
+        return str(exc)
+    payload["body"] = base64.b64encode(body).decode("ascii")
+    del headers["compression"]
+    return None
+
+
+def parse_entry(
+    raw: bytes | str, queue: str, compression: Compression = Compression()
+) -> dict[str, Any]:
     """A popped queue entry as a deliverable envelope (a quarantine one when it is unusable)."""
     data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
     try:
@@ -106,7 +161,7 @@ def parse_entry(raw: bytes | str, queue: str) -> dict[str, Any]:
         return quarantine(data, queue, "the entry is not UTF-8 text")
     except (ValueError, RecursionError):
         return quarantine(data, queue, "the entry is not JSON")
-    problem = envelope_problem(payload)
+    problem = envelope_problem(payload) or inflated(payload, compression)
     if problem is not None:
         return quarantine(data, queue, problem)
     payload["properties"][SOURCE_QUEUE] = queue
@@ -124,6 +179,12 @@ Delivery = tuple[str, bytes, "str | None"]
 
 BELL_QUEUES_OPTION = "wowevent_bell_queues"
 """Transport option: the queues whose every writer rings a bell, consumed atomically."""
+
+COMPRESSION_OPTION = "wowevent_compression"
+"""Transport option: compression content types the bell queues accept (default: none)."""
+
+INFLATE_LIMIT_OPTION = "wowevent_inflate_limit"
+"""Transport option: most bytes a bell queue's compressed body may inflate to."""
 
 
 class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
@@ -158,7 +219,14 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
 
     QoS = AtomicQoS
     wowevent_bell_queues: Collection[str] = ()
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, BELL_QUEUES_OPTION)
+    wowevent_compression: Collection[str] = ()
+    wowevent_inflate_limit: int = OTHER_INFLATE_LIMIT
+    from_transport_options = (
+        *kombu_redis.Channel.from_transport_options,
+        BELL_QUEUES_OPTION,
+        COMPRESSION_OPTION,
+        INFLATE_LIMIT_OPTION,
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._shared_client: Any = None
@@ -171,6 +239,19 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         if not self.global_keyprefix:  # the bus refuses a prefix; Kombu's path applies one
             self._belled = frozenset(self.wowevent_bell_queues)
+        # A subscriber queue carries the bus's messages only: compressed ones only as the app
+        # compresses them itself (Celery's retries), and no larger than an event can be.
+        self._subscriber_queues = frozenset(self.wowevent_bell_queues)
+        self._subscriber_compression = Compression(
+            frozenset(self.wowevent_compression), int(self.wowevent_inflate_limit)
+        )
+        self._other_compression = Compression()
+
+    def compression_of(self, queue: str) -> Compression:
+        """What compressed bodies ``queue`` takes (see :class:`Compression`)."""
+        if queue in self._subscriber_queues:
+            return self._subscriber_compression
+        return self._other_compression
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -372,7 +453,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         return self.client.parse_response(conn, command)
 
     def _checked(self, item: bytes, queue: str, tag: str | None) -> dict[str, Any]:
-        payload = parse_entry(item, queue)
+        payload = parse_entry(item, queue, self.compression_of(queue))
         if tag is None:
             return payload
         if payload["properties"].get("delivery_tag") == tag and (
@@ -397,7 +478,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
                 item = client.rpop(self._q_for_pri(queue, pri))
                 if item:
                     self._maybe_update_queues_expire(client, queue)
-                    return parse_entry(item, queue)
+                    return parse_entry(item, queue, self.compression_of(queue))
             self._maybe_update_queues_expire(client, queue)
             raise Empty()
 
@@ -459,6 +540,8 @@ class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):  # ty
     from_transport_options = (
         *kombu_redis.SentinelChannel.from_transport_options,
         BELL_QUEUES_OPTION,
+        COMPRESSION_OPTION,
+        INFLATE_LIMIT_OPTION,
     )
 
 

@@ -20,6 +20,7 @@ from .event import Event
 from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
 from .middleware import Middleware, SkipDelivery, run_hooks
+from .nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from .wire import EVENT_KWARG, REPLAY_HEADER
 
 Handler = Callable[..., Any]
@@ -77,8 +78,9 @@ class SubscriberTask(Task):  # type: ignore[misc]
 
         A content type other than JSON raises ``ContentDisallowed`` before the body is
         decoded, so a pickled body is never unpickled; a body that is not
-        ``[args, {"event": {...}}, embed]`` raises ``InvalidTaskError`` (Celery would otherwise
-        fail to unpack it in the worker's main process and stop the worker). Celery then
+        ``[args, {"event": {...}}, embed]``, or whose event nests deeper than publish allows,
+        raises ``InvalidTaskError`` (Celery would otherwise fail to unpack it, or the prefork
+        pool to pickle it, in the worker's main process and stop the worker). Celery then
         reports the message as invalid and drops it, after :mod:`wowevent_kombu.malformed` has
         dead-lettered it.
         """
@@ -93,6 +95,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
                     f"got content type {content_type!r}"
                 )
             problem = body_problem(message.payload)  # decoded once; Celery reuses it
+            if problem is None and text_may_exceed(message.body, _BODY_DEPTH):
+                problem = depth_problem(message.payload)
             if problem is not None:
                 raise InvalidTaskError(f"subscriber {subscriber!r}: {problem}")
             return strategy(message, *args, **options)
@@ -214,6 +218,23 @@ class SubscriberTask(Task):  # type: ignore[misc]
                 no_declare=True,
             )
         return super().signature_from_request(request, args, kwargs, queue=own, **extra_options)
+
+
+_BODY_DEPTH = MAX_DEPTH + ENVELOPE_LEVELS
+
+
+def depth_problem(body: Any) -> str | None:
+    """What is wrong with a task body whose event nests deeper than publish allows, if it does.
+
+    The bus refuses such events at publish; one pushed past it would be refused by the
+    prefork pool's pickling as an unrecoverable worker error.
+    """
+    if depth_exceeds(body, _BODY_DEPTH):
+        return (
+            f"the event's data nests more than {MAX_DEPTH} levels of objects and arrays "
+            "(wowevent_kombu.nesting.MAX_DEPTH)"
+        )
+    return None
 
 
 def body_problem(body: Any) -> str | None:

@@ -15,7 +15,8 @@ from celery import Celery, bootsteps
 from . import amqptopology
 from .amqpdispatch import register_dispatch_task
 from .errors import ConfigurationError, WowEventError
-from .redistransport import BELL_QUEUES_OPTION
+from .inflate import content_type
+from .redistransport import BELL_QUEUES_OPTION, COMPRESSION_OPTION, INFLATE_LIMIT_OPTION
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -152,6 +153,30 @@ def enable_bells(app: Celery, queues: Iterable[str]) -> None:
     conf.broker_transport_options = options
 
 
+def inflate_limit(max_event_bytes: int) -> int:
+    """Most bytes a subscriber message's compressed body may inflate to.
+
+    A body holds one event of at most ``max_event_bytes`` as JSON; Celery's retries re-encode
+    it, and ASCII-only JSON can write a character as six (``\\uXXXX``), plus the headers.
+    """
+    return 6 * max_event_bytes + 64 * 1024
+
+
+def limit_compression(app: Celery, max_event_bytes: int) -> None:
+    """Let the subscriber queues take only the compression the app itself sends, bounded.
+
+    The bus never compresses what it publishes; Celery compresses a retry when the app sets
+    ``task_compression``. Anything else compressed in a subscriber queue is refused before it
+    is decompressed, and an accepted body inflates to :func:`inflate_limit` at most.
+    """
+    conf = app.conf
+    enabled = content_type(str(conf.task_compression)) if conf.task_compression else None
+    options = dict(conf.broker_transport_options or {})
+    options[COMPRESSION_OPTION] = [enabled] if enabled else []
+    options[INFLATE_LIMIT_OPTION] = inflate_limit(max_event_bytes)
+    conf.broker_transport_options = options
+
+
 def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
@@ -177,6 +202,7 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
                 register_dispatch_task(worker.app, bus.exchange, bus._queues_to_subscribers)
             elif install_guarded_transport(worker.app):
                 enable_bells(worker.app, [sub.queue for sub in bus.subscribers.values()])
+                limit_compression(worker.app, settings.max_event_bytes)
 
     return WowEventStep
 

@@ -2,7 +2,9 @@
 
 ``steady`` records every run in ``<exchange>:runs`` (``subscriber event-id pid``); ``hang``
 sleeps far past its ``time_limit`` on every attempt, so each is killed and retried until the
-policy gives up and the delivery is dead-lettered.
+policy gives up and the delivery is dead-lettered; ``flaky`` fails its first attempt of each
+event, so its retry is a message Celery itself sends (compressed when
+``WOWEVENT_TEST_COMPRESSION`` sets ``task_compression``).
 """
 
 import os
@@ -19,6 +21,7 @@ EXCHANGE = os.environ["WOWEVENT_TEST_EXCHANGE"]
 app = Celery("hostile", broker=URL, set_as_current=False)
 app.conf.broker_connection_retry_on_startup = True
 app.conf.worker_prefetch_multiplier = 1
+app.conf.task_compression = os.environ.get("WOWEVENT_TEST_COMPRESSION") or None
 bus = EventBus(app, exchange=EXCHANGE, subscriber_defaults={"default_retry_delay": 0.05})
 store = redis.Redis.from_url(URL)
 
@@ -36,3 +39,10 @@ def steady(event):
 def hang(event):
     _run("hang", event)
     time.sleep(60)
+
+
+@bus.subscriber("f.*", name="flaky", bind=True, autoretry_for=(RuntimeError,), max_retries=2)
+def flaky(task, event):
+    _run("flaky", event)
+    if task.request.retries == 0:
+        raise RuntimeError("the first attempt fails")
