@@ -18,7 +18,14 @@ DEFAULT_SOURCE = "wowevent"
 DEFAULT_CONTENT_TYPE = "application/json"
 
 MAX_TYPE_LENGTH = 255
-_WORD = re.compile(r"^[A-Za-z0-9_\-]+$")
+# Matched whole (fullmatch): with re.match, '$' would accept a word ending in a newline.
+_WORD = re.compile(r"[A-Za-z0-9_\-]+")
+# What CloudEvents 1.0 forbids in a String attribute: control characters (U+0000-U+001F,
+# U+007F-U+009F), surrogates (Python holds only lone ones in a str; they cannot be encoded) and
+# Unicode noncharacters.
+_NONCHARACTERS = "".join(rf"\U{plane:04X}FFFE\U{plane:04X}FFFF" for plane in range(17))
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + _NONCHARACTERS + "]")
+_STRING_FIELDS = ("subject", "correlation_id", "causation_id", "schema_version", "dataschema")
 
 # CloudEvents attribute name -> Python field name, for the optional attributes and extensions.
 _OPTIONAL = {
@@ -72,7 +79,7 @@ def _check_event_type(event_type: object) -> str:
                 "words are separated by single dots",
                 event_type=event_type,
             )
-        if not _WORD.match(word):
+        if _WORD.fullmatch(word) is None:
             raise InvalidEventTypeError(
                 f"event type {event_type!r}: word {position} ({word!r}) may hold only letters, "
                 "digits, '_' and '-' (wildcards belong in subscription patterns, not types)",
@@ -90,8 +97,36 @@ def format_time(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def parse_time(text: str) -> datetime:
+def check_attribute(name: str, value: object, *, event_type: str | None = None) -> str:
+    """Return ``value`` if it is a string CloudEvents allows in an attribute, else raise.
+
+    A string attribute must be non-empty and hold no control character (newlines included),
+    lone surrogate or Unicode noncharacter: the CloudEvents 1.0 rules for its String type.
+
+    Raises:
+        InvalidEventError: naming the attribute and the first character refused.
+    """
+    if not isinstance(value, str):
+        raise InvalidEventError(
+            f"event {name} must be a string, got {type(value).__name__}", event_type=event_type
+        )
+    if not value:
+        raise InvalidEventError(f"event {name} is empty", event_type=event_type)
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        raise InvalidEventError(
+            f"event {name} {value[:100]!r} holds {bad.group()!r} at position {bad.start()}: "
+            "CloudEvents attributes may not hold control characters (newlines included), "
+            "lone surrogates or noncharacters",
+            event_type=event_type,
+        )
+    return value
+
+
+def parse_time(text: object) -> datetime:
     """Parse an RFC 3339 timestamp as written by CloudEvents producers."""
+    if not isinstance(text, str):
+        raise InvalidEventError(f"event time must be an RFC 3339 string, got {type(text).__name__}")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (TypeError, ValueError) as exc:
@@ -144,23 +179,21 @@ class Event:
 
     def __post_init__(self) -> None:
         validate_event_type(self.type)
-        for name in ("id", "source"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise InvalidEventError(
-                    f"event {name} must be a non-empty string, got {value!r}", event_type=self.type
-                )
+        check_attribute("id", self.id, event_type=self.type)
+        check_attribute("source", self.source, event_type=self.type)
         if not isinstance(self.time, datetime) or self.time.tzinfo is None:
             raise InvalidEventError(
                 "event time must be a timezone-aware datetime", event_type=self.type
             )
-        for field in ("subject", "correlation_id", "causation_id", "schema_version", "dataschema"):
+        for field in _STRING_FIELDS:
             value = getattr(self, field)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidEventError(
-                    f"event {field} must be a non-empty string or None, got {value!r}",
-                    event_type=self.type,
-                )
+            if value is not None:
+                check_attribute(field, value, event_type=self.type)
+        if not isinstance(self.replayed, bool):
+            raise InvalidEventError(
+                f"event replayed must be True or False, got {type(self.replayed).__name__}",
+                event_type=self.type,
+            )
         if self.datacontenttype != DEFAULT_CONTENT_TYPE:
             raise InvalidEventError(
                 f"datacontenttype {self.datacontenttype!r} is not supported: the bus carries "
@@ -243,11 +276,13 @@ class Event:
                 f"CloudEvents specversion {document['specversion']!r} is not supported "
                 f"(only {SPEC_VERSION})"
             )
-        unknown = sorted(set(document) - _KNOWN)
+        unknown = sorted(
+            (name if isinstance(name, str) else repr(name))[:100] for name in set(document) - _KNOWN
+        )
         if unknown:
             raise InvalidEventError(
                 f"CloudEvent has attribute(s) this bus does not carry: {', '.join(unknown)}",
-                event_type=str(document.get("type")),
+                event_type=str(document.get("type"))[:300],
             )
         time_text = document.get("time")
         extra: dict[str, Any] = {
@@ -269,6 +304,10 @@ class Event:
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
         """Parse the CloudEvents JSON structured form."""
+        if not isinstance(text, str | bytes | bytearray):
+            raise InvalidEventError(
+                f"a JSON CloudEvent is text or bytes, got {type(text).__name__}"
+            )
         try:
             document = decode_json(text)
         except (UnicodeDecodeError, ValueError) as exc:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .errors import InvalidPatternError
+from .errors import InvalidEventTypeError, InvalidPatternError, InvalidSubscriberError
 
 MAX_PATTERN_LENGTH = 255
-_LITERAL = re.compile(r"^[A-Za-z0-9_\-]+$")
+# Matched whole (fullmatch): with re.match, '$' would accept a word ending in a newline.
+_LITERAL = re.compile(r"[A-Za-z0-9_\-]+")
 _CACHE_LIMIT = 4096
 
 
@@ -39,7 +40,7 @@ def validate_pattern(pattern: object) -> str:
             raise InvalidPatternError(
                 f"pattern {pattern!r} has an empty word at position {position}", pattern=pattern
             )
-        if not _LITERAL.match(word):
+        if _LITERAL.fullmatch(word) is None:
             raise InvalidPatternError(
                 f"pattern {pattern!r}: word {position} ({word!r}) must be '*', '#', or letters, "
                 "digits, '_' and '-' (a wildcard must be a whole word)",
@@ -81,6 +82,11 @@ class TopicMatcher:
     def add(self, pattern: str, target: str) -> None:
         """Bind ``target`` to ``pattern`` (validated; adding twice is a no-op)."""
         validate_pattern(pattern)
+        if not isinstance(target, str):
+            raise InvalidSubscriberError(
+                f"a binding's target must be a subscriber or queue name (a string), "
+                f"got {type(target).__name__}"
+            )
         if (pattern, target) in self._bindings:
             return
         node = self._root
@@ -99,6 +105,10 @@ class TopicMatcher:
 
     def match(self, routing_key: str) -> frozenset[str]:
         """Every target with a pattern matching ``routing_key`` (AMQP topic semantics)."""
+        if not isinstance(routing_key, str):
+            raise InvalidEventTypeError(
+                f"a routing key is an event type (a string), got {type(routing_key).__name__}"
+            )
         cached = self._cache.get(routing_key)
         if cached is not None:
             return cached

@@ -24,12 +24,19 @@ TAIL_PREFIX = "tail."
 """Subscriber-name prefix of the temporary queues made by ``wowevent tail``."""
 
 _TASK_ID_NAMESPACE = uuid.UUID("6f1b8a52-3c1e-5e4b-9a0e-7a1d2c3b4e5f")
-_SUBSCRIBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+# Matched whole (fullmatch): with re.match, '$' would let a trailing newline through into a
+# queue name.
+_SUBSCRIBER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
 
 
-def valid_subscriber_name(name: str) -> bool:
-    """Tell whether ``name`` can name a subscriber (letters, digits, ``_ . -``, 1-200 chars)."""
-    return bool(_SUBSCRIBER_NAME.match(name)) and ".." not in name
+def valid_subscriber_name(name: object) -> bool:
+    """Tell whether ``name`` can name a subscriber (letters, digits, ``_ . -``, 1-200 chars).
+
+    Anything that is not a string is not a name (``False``, never a ``TypeError``).
+    """
+    return (
+        isinstance(name, str) and _SUBSCRIBER_NAME.fullmatch(name) is not None and ".." not in name
+    )
 
 
 def queue_name(exchange: str, subscriber: str) -> str:
