@@ -27,6 +27,7 @@ from . import names
 from .compatibility import DEFAULT_MODE, check_compatibility, validate_mode
 from .connection import make_client
 from .errors import (
+    EventEncodingError,
     EventValidationError,
     IncompatibleSchemaError,
     InvalidSchemaError,
@@ -34,6 +35,7 @@ from .errors import (
     UnknownSchemaError,
 )
 from .event import Event, validate_event_type
+from .nesting import MAX_DEPTH
 from .schema import CompiledSchema, EventSchema, SemVer, describe_violations
 from .settings import Settings
 
@@ -390,7 +392,15 @@ class SchemaRegistry:
                 schema_version=version,
                 event_id=event.id,
             ) from exc
-        violations = compiled.violations(event.data)
+        try:
+            violations = compiled.violations(event.data)
+        except RecursionError:
+            # Validators recurse per level; data this deep is past the publish limit anyway.
+            raise EventEncodingError(
+                f"event data is nested too deeply: more than {MAX_DEPTH} levels of objects and "
+                "arrays (the limit, wowevent_kombu.nesting.MAX_DEPTH); flatten it",
+                event_type=event.type,
+            ) from None
         if violations:
             raise EventValidationError(
                 f"event {event.id} of type {event.type!r} does not match schema version "
