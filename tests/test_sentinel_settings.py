@@ -92,6 +92,23 @@ def test_sentinel_client_has_bounded_timeouts_no_retries_and_the_first_parts_cre
         client.close()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sentinel://:p%40ss%2Fword@127.0.0.1:26379/2;sentinel://127.0.0.1:26380",
+        "sentinel://127.0.0.1:26379/2?password=p%40ss%2Fword;sentinel://127.0.0.1:26380",
+    ],
+    ids=["userinfo", "query"],
+)
+def test_the_primary_gets_the_decoded_password_of_either_url_form(url: str) -> None:
+    client = make_client(Settings(broker_url=url, master_name="orders"))
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert (kwargs["db"], kwargs["password"]) == (2, "p@ss/word")  # as Kombu reads it
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def waiting_bus(redis_url: str, exchange: str) -> Iterator[EventBus]:
     app = Celery("wait", broker=redis_url, set_as_current=False)

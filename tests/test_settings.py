@@ -4,7 +4,7 @@ import pytest
 from celery import Celery
 
 from wowevent_kombu import ConfigurationError, EventBus, Settings
-from wowevent_kombu.settings import redact_url
+from wowevent_kombu.settings import credentials_in_userinfo, redact_url
 from wowevent_kombu.worker import check_worker_config
 
 
@@ -88,3 +88,49 @@ def test_rabbitmq_broker_keeps_its_state_in_the_store_redis():
     assert Settings.load({"broker_url": "amqp://r//"}, env).redis_url == "redis://env/1"
     redis_only = Settings(broker_url="redis://a/0")
     assert not redis_only.amqp and redis_only.redis_url == "redis://a/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("redis://h:6379/0?password=pw", "redis://:pw@h:6379/0"),
+     ("redis://h/0?username=bob&password=p%40ss&db=2", "redis://bob:p%40ss@h/0?db=2"),
+     ("redis://bob@h/0?password=a+b", "redis://bob:a%20b@h/0"),
+     ("redis://:pw@h/0?password=pw", "redis://:pw@h/0"),
+     ("unix:///tmp/redis.sock?password=pw", "unix://:pw@/tmp/redis.sock"),
+     ("sentinel://a:26379?password=pw;sentinel://b:26379", "sentinel://:pw@a:26379;sentinel://b:26379"),
+     ("rediss://h/0?ssl_cert_reqs=required", "rediss://h/0?ssl_cert_reqs=required"),
+     ("redis://u:pw@h/0", "redis://u:pw@h/0")],
+)  # fmt: skip
+def test_credentials_move_from_the_query_string_to_the_userinfo(url, expected):
+    assert credentials_in_userinfo(url) == expected
+    assert Settings(broker_url=url, master_name="m").broker_url == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://h/0?password=pw", "redis://h/0?username=bob&password=p%40ss%2Fx",
+     "redis://bob@h:6380/3?password=a+b&socket_timeout=2"],
+)  # fmt: skip
+def test_kombu_reads_the_credentials_redis_py_reads_from_the_original(url):
+    """Kombu fails on credentials in the query string; the rewritten URL says the same."""
+    from kombu.utils.url import parse_url as kombu_parse
+    from redis.connection import parse_url as redis_parse
+
+    original, rewritten = redis_parse(url), credentials_in_userinfo(url)
+    assert redis_parse(rewritten) == original
+    kombu = kombu_parse(rewritten)
+    assert (kombu["userid"], kombu["password"]) == (original.get("username"), original["password"])
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [("redis://:one@h/0?password=two", "more than once"),
+     ("redis://h/0?password=one&password=two", "more than once"),
+     ("redis://h/0?PASSWORD=one", "'PASSWORD' is not read as intended"),
+     ("redis://h/0?userid=bob", "'userid' is not read as intended")],
+)  # fmt: skip
+def test_ambiguous_credentials_are_refused_without_showing_them(url, fragment):
+    with pytest.raises(ConfigurationError, match=fragment) as caught:
+        Settings(broker_url=url)
+    assert "one" not in str(caught.value) and "two" not in str(caught.value)
+    assert "redis://username:password@host:port/db" in str(caught.value)

@@ -8,7 +8,7 @@ dropped) reaches the new primary; a command that was in flight when the primary 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -16,7 +16,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .errors import ConfigurationError
-from .settings import Settings, redact_url, sentinel_hosts
+from .settings import Settings, redact_url, sentinel_hosts, url_scheme
 
 
 def redis_url(broker_url: str) -> str:
@@ -34,7 +34,7 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
     ``EXEC`` could commit twice. Callers that want retries add them knowingly.
     """
     url = redis_url(settings.redis_url)
-    scheme = urlsplit(url).scheme
+    scheme = url_scheme(url)
     if scheme == "memory":
         raise ConfigurationError("the memory:// broker has no Redis; use wowevent_kombu.testing")
     kwargs: dict[str, Any] = {
@@ -57,12 +57,13 @@ def make_client(settings: Settings, **options: Any) -> redis.Redis:
 def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
     """A client of the primary that Sentinel names, re-resolved on every new connection."""
     first = urlsplit(settings.redis_url.split(";")[0])
-    try:
-        db = int(first.path.strip("/") or 0)
-    except ValueError as exc:
+    db_text = first.path.strip("/") or "0"
+    if not (db_text.isascii() and db_text.isdigit()):
         raise ConfigurationError(
-            f"bad database in {redact_url(settings.redis_url)}: {first.path!r}"
-        ) from exc
+            f"bad database in {redact_url(settings.redis_url)}: {first.path[:50]!r} is not a "
+            "number; write sentinel://host:port/<db>"
+        )
+    db = int(db_text)
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": settings.publish_timeout,
         "socket_connect_timeout": settings.publish_timeout,
@@ -76,10 +77,11 @@ def _sentinel_client(settings: Settings, kwargs: dict[str, Any]) -> redis.Redis:
         sentinel_hosts(settings.redis_url), sentinel_kwargs=sentinel_kwargs
     )
     master_kwargs = dict(kwargs)
+    # Percent-decoded like redis-py and Kombu do, so a password with '@' or '/' works here too.
     if first.username:
-        master_kwargs.setdefault("username", first.username)
+        master_kwargs.setdefault("username", unquote(first.username))
     if first.password:
-        master_kwargs.setdefault("password", first.password)
+        master_kwargs.setdefault("password", unquote(first.password))
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         str(settings.master_name), db=db, **master_kwargs
     )
@@ -91,7 +93,7 @@ def kombu_transport_options(settings: Settings) -> dict[str, Any]:
     if settings.amqp:
         return {"confirm_publish": True}
     options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
-    if urlsplit(settings.broker_url).scheme == "sentinel":
+    if url_scheme(settings.broker_url) == "sentinel":
         options["master_name"] = settings.master_name
         sentinel_kwargs = {
             key: value
