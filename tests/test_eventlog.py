@@ -130,6 +130,37 @@ def test_parse_when_accepts_positions_ages_and_iso_times() -> None:
         parse_when("last tuesday")
 
 
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("999999d", "reaches back before 1970-01-01"), ("99999999999d", "before 1970"),
+     ("9" * 400 + "s", "before 1970"), ("0001-01-01T00:00", "before 1970-01-01T00:00Z"),
+     ("1969-12-31T23:59:59Z", "before 1970"), ("0001-01-01T00:00+01:00", "before 1970"),
+     ("9999-12-31T23:59:59-01:00", "after 9999-12-31T23:59:59Z"),
+     ("18446744073709551616", "beyond the largest log position"),
+     ("1-18446744073709551616", "beyond the largest log position"),
+     ("nan", "not a time"), ("1e300", "not a time"), ("-1", "not a time")],
+)  # fmt: skip
+def test_parse_when_refuses_times_no_log_position_can_name(text: str, fragment: str) -> None:
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    with pytest.raises(LogQueryError, match=fragment):
+        parse_when(text, now=now)
+
+
+def test_parse_when_takes_the_edges_of_the_range() -> None:
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert parse_when("1970-01-01T00:00") == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_when("9999-12-31T23:59:59") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert parse_when("19844d", now=now) == now - timedelta(days=19844)  # back to 1970
+    assert parse_when("18446744073709551615-18446744073709551615") == (
+        "18446744073709551615-18446744073709551615"
+    )
+
+
+def test_a_datetime_before_1970_is_refused_not_sent_to_redis(bus: EventBus) -> None:
+    with pytest.raises(LogQueryError, match="before 1970"):
+        bus.log.read(since=datetime(1, 1, 1, tzinfo=UTC))
+
+
 def test_stats_report_length_span_retention_and_memory(bus: EventBus) -> None:
     assert bus.log.stats()["length"] == 0
     publish_mix(bus, 40)

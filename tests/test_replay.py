@@ -70,6 +70,26 @@ def test_parse_speed_table() -> None:
             parse_speed(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("speed", "fragment"),
+    [("1e-300", "too slow: the slowest factor is 0.001"), (1e-300, "too slow"),
+     ("1e300", "too fast: the fastest factor is 1000000"), ("1e999", "too fast"),
+     ("1e-300/s", "too slow: the slowest rate is 0.001/s"), ("1e300/s", "too fast"),
+     ("nan/s", "not a speed"), ("inf", "not a speed"), ("\u0661\u0660x", "not a speed")],
+)  # fmt: skip
+def test_speeds_whose_due_times_overflow_or_never_come_are_refused(
+    speed: str | float, fragment: str
+) -> None:
+    with pytest.raises(LogQueryError, match=fragment):
+        parse_speed(speed)
+
+
+def test_speed_limits_themselves_are_accepted() -> None:
+    assert parse_speed("0.001") == Pace(factor=0.001)
+    assert parse_speed("1e6x") == Pace(factor=1e6)
+    assert parse_speed("1e-3/s") == Pace(rate=0.001)
+
+
 def test_clock_paces_by_rate_or_by_the_original_gaps() -> None:
     rate = Clock(Pace(rate=10.0), began=100.0)
     assert [rate.due("1-0"), rate.due("9-0"), rate.due("9-1")] == [100.0, 100.1, 100.2]

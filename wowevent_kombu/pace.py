@@ -6,13 +6,22 @@ import dataclasses
 import re
 
 from .errors import LogQueryError
-from .eventlog import split_position
+from .eventlog import shown, split_position
 
 Speed = str | float
 """``"instant"``, a pacing factor (``1.0`` original pacing, ``10.0`` ten times faster) or a
 fixed rate ``"<n>/s"``."""
 
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*/\s*s$")
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_RATE = re.compile(rf"^({_NUMBER}) */ *s\Z")
+_FACTOR = re.compile(rf"^({_NUMBER}) *x?\Z")
+
+MIN_FACTOR, MAX_FACTOR = 0.001, 1_000_000.0
+"""Pacing factors allowed: a thousand times slower than the original, to a million faster."""
+MIN_RATE, MAX_RATE = 0.001, 1_000_000.0
+"""Fixed rates allowed, in events per second (one per ~17 minutes to a million a second)."""
+
+HINT = "a speed is 'instant', a factor like 1.0 or 10x, or a rate like 500/s"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,31 +38,38 @@ class Pace:
 
 
 def parse_speed(speed: Speed) -> Pace:
-    """Parse ``speed``; :class:`LogQueryError` naming the accepted forms when malformed."""
-    hint = "use 'instant', a factor like 1.0 or 10.0 (10x), or a rate like '500/s'"
-    if isinstance(speed, bool):
-        raise LogQueryError(f"speed {speed!r} is not a speed; {hint}")
-    if isinstance(speed, int | float):
-        factor = float(speed)
-    elif isinstance(speed, str):
-        text = speed.strip().lower()
-        if text == "instant":
-            return Pace()
-        rate = _RATE.match(text)
-        if rate:
-            value = float(rate.group(1))
-            if value <= 0:
-                raise LogQueryError(f"speed {speed!r}: the rate must be positive; {hint}")
-            return Pace(rate=value)
-        try:
-            factor = float(text.removesuffix("x"))
-        except ValueError:
-            raise LogQueryError(f"speed {speed!r} is not a speed; {hint}") from None
+    """Parse ``speed``; :class:`LogQueryError` naming the accepted forms and limits otherwise.
+
+    The limits keep every due time computable: a factor of ``1e-300`` would put the second
+    event centuries away (and overflow the clock), ``nan`` would never be due.
+    """
+    if isinstance(speed, bool) or not isinstance(speed, str | int | float):
+        raise LogQueryError(f"{speed!r} is not a speed; {HINT}")
+    if not isinstance(speed, str):
+        return Pace(factor=_within(float(speed), str(speed), MIN_FACTOR, MAX_FACTOR, "factor"))
+    text = speed.strip().lower()
+    if text == "instant":
+        return Pace()
+    rate = _RATE.match(text)
+    if rate:
+        return Pace(rate=_within(float(rate.group(1)), text, MIN_RATE, MAX_RATE, "rate"))
+    factor = _FACTOR.match(text)
+    if factor:
+        return Pace(factor=_within(float(factor.group(1)), text, MIN_FACTOR, MAX_FACTOR, "factor"))
+    raise LogQueryError(f"'{shown(speed)}' is not a speed; {HINT}")
+
+
+def _within(value: float, text: str, low: float, high: float, kind: str) -> float:
+    unit = "/s" if kind == "rate" else ""
+    if value != value or value <= 0:  # nan, zero or negative
+        problem = f"not a positive {kind}"
+    elif value < low:
+        problem = f"too slow: the slowest {kind} is {low:g}{unit}"
+    elif value > high:  # inf included
+        problem = f"too fast: the fastest {kind} is {high:.0f}{unit}"
     else:
-        raise LogQueryError(f"speed {speed!r} is not a speed; {hint}")
-    if not factor > 0 or factor == float("inf"):
-        raise LogQueryError(f"speed {speed!r}: the factor must be positive and finite; {hint}")
-    return Pace(factor=factor)
+        return value
+    raise LogQueryError(f"{shown(text)} is {problem}; {HINT}")
 
 
 class Clock:
