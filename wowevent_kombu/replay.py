@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from . import names, wire
 from .atomic import Command, execute_atomic
 from .errors import LogQueryError, ReplayInterrupted, UnknownReplayError, UnknownSubscriberError
@@ -41,12 +43,14 @@ class ReplayReport:
 
     Attributes:
         replay_id: Resume an interrupted replay with it.
-        status: ``done``, ``interrupted`` or ``dry-run``.
+        status: ``done``, ``interrupted`` (Ctrl-C), ``failed`` (see ``error``) or ``dry-run``;
+            ``running`` in Redis while it runs, or when it stopped with Redis unreachable.
         scanned: Events of the selection read from the log.
         delivered: Deliveries per chosen subscriber.
         skipped: Scanned events that no chosen subscriber's current patterns match.
         duration: Seconds spent (this run only, when resumed).
         position: The last log position whose deliveries were sent.
+        error: Why a ``failed`` replay stopped (exception type and message).
     """
 
     replay_id: str
@@ -56,6 +60,7 @@ class ReplayReport:
     skipped: int = 0
     duration: float = 0.0
     position: str | None = None
+    error: str | None = None
 
     @property
     def total_delivered(self) -> int:
@@ -176,9 +181,13 @@ class Replayer:
             correlation_id=selection["correlation_id"],
             source=selection["source"],
         )
-        if not dry_run:
-            self.client.hset(key, "status", "running")
         pace = parse_speed(selection["speed"])
+        report.error = None  # an earlier run's failure; this run has its own outcome
+        if not dry_run:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(key, "status", "running")
+            pipe.hdel(key, "error")
+            pipe.execute()
         return self._execute(report, chosen, targets, pace, selection["force"], dry_run, progress)
 
     def _read(self, key: str) -> dict[str, str]:
@@ -193,6 +202,7 @@ class Replayer:
             delivered={s: int(record.get(f"delivered:{s}", 0)) for s in subs},
             skipped=int(record.get("skipped", 0)),
             position=record.get("position") or None,
+            error=record.get("error") or None,
         )
 
     def _targets(self, subscribers: Sequence[str] | None) -> list[_Target]:
@@ -229,10 +239,10 @@ class Replayer:
         progress: Callable[[ReplayReport, float], None] | None,
     ) -> ReplayReport:
         began = time.monotonic()
-        span = _span(chosen, self.log.first_position())
         batch = _Batch()
         clock = Clock(pace, began)
         try:
+            span = _span(chosen, self.log.first_position())
             for raw in self.log.scan(chosen):
                 chosen_targets = [t for t in targets if force or t.matcher.match(raw.type)]
                 due = clock.due(raw.position) if chosen_targets else None
@@ -243,29 +253,50 @@ class Replayer:
                 if batch.events >= BATCH:
                     self._flush(report, batch, dry_run, progress, span)
             self._flush(report, batch, dry_run, progress, span, final=True)
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, Exception) as exc:
+            # Whatever stopped it (Ctrl-C, Redis going away, a bad entry), the operator gets the
+            # id to resume with and the record says why; a dry run has no record to resume.
             report.duration = time.monotonic() - began
             if dry_run:
                 raise
-            key = names.replay_key(self.exchange, report.replay_id)
-            self.client.hset(key, "status", "interrupted")
-            # Redis has the truth: a batch whose EXEC was sent as Ctrl-C came is committed.
-            record = self._read(key)
-            recorded = self._recorded(report.replay_id, record, list(report.delivered))
-            recorded.duration = report.duration
-            report = recorded
-            raise ReplayInterrupted(
-                f"replay {report.replay_id} interrupted after {report.scanned} events "
-                f"(position {report.position or 'start'}); resume it with "
-                f"--resume {report.replay_id}",
-                replay_id=report.replay_id,
-                report=report,
-            ) from exc
+            raise self._stopped(report, exc) from exc
         report.duration = time.monotonic() - began
         if not dry_run:
             report.status = "done"
         log.info("replay %s: %s", report.replay_id, report.to_dict())
         return report
+
+    def _stopped(self, report: ReplayReport, exc: BaseException) -> ReplayInterrupted:
+        """Record that the replay stopped (``interrupted`` or ``failed``); the error to raise."""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        status = "interrupted" if interrupted else "failed"
+        reason = None if interrupted else _reason(exc)
+        key = names.replay_key(self.exchange, report.replay_id)
+        fields: dict[Any, str] = {"status": status, "stopped_at": datetime.now(UTC).isoformat()}
+        if reason is not None:
+            fields["error"] = reason
+        unrecorded = ""
+        try:
+            self.client.hset(key, mapping=fields)
+            # Redis has the truth: a batch whose EXEC was sent as the replay stopped committed.
+            recorded = self._recorded(report.replay_id, self._read(key), list(report.delivered))
+            recorded.duration = report.duration
+            report = recorded
+        except redis.RedisError as lost:
+            report.status, report.error = status, reason
+            unrecorded = f" (its record still says 'running': {type(lost).__name__}: {lost})"
+        replay_id = report.replay_id
+        where = f"after {report.scanned} events (position {report.position or 'start'})"
+        if interrupted:
+            message = f"replay {replay_id} interrupted {where}{unrecorded}; resume it with "
+        else:
+            message = (
+                f"replay {replay_id} failed {where}: {reason}{unrecorded}; once the cause is "
+                "fixed, resume it with "
+            )
+        return ReplayInterrupted(
+            message + f"--resume {replay_id}", replay_id=replay_id, report=report
+        )
 
     def _add(self, batch: _Batch, raw: RawEntry, chosen: list[_Target], replay_id: str) -> None:
         batch.events += 1
@@ -340,6 +371,12 @@ class _Batch:
         self.position = None
         self.pushes = {}
         self.delivered = {}
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line and at most 300 characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _pos(position: tuple[int, int] | None) -> str | None:
