@@ -7,12 +7,14 @@ import sys
 import threading
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, wait_for
 from wowevent_kombu import names
-from wowevent_kombu.cli import EXIT_DATAERR, EXIT_UNAVAILABLE, cli
+from wowevent_kombu.cli import EXIT_DATAERR, EXIT_UNAVAILABLE, cli, publish_error_text
 from wowevent_kombu.redisserver import free_port
+from wowevent_kombu.transport import redis_error
 
 
 @pytest.fixture
@@ -131,3 +133,25 @@ def test_celery_subcommand_is_mounted(redis_url, exchange):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["billing"] == ["order.*"]
+
+
+@pytest.mark.parametrize(
+    ("cause", "doing", "may_have_committed"),
+    [(redis.TimeoutError("Timeout reading from socket"), "publishing", True),
+     (redis.ConnectionError("Connection closed by server."), "publishing", True),
+     (redis.AuthenticationError("invalid username-password pair"), "publishing", False),
+     (redis.exceptions.AuthorizationError("not allowed"), "publishing", False),
+     (redis.BusyLoadingError("Redis is loading the dataset in memory"), "publishing", False),
+     (redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."),
+      "publishing", False),
+     (redis.TimeoutError("Timeout reading from socket"), "reading the binding table", False)],
+    ids=["timeout", "connection-lost", "auth", "authorization", "loading", "refused",
+         "read-timeout"],
+)  # fmt: skip
+def test_may_have_committed_only_where_a_publish_was_sent(cause, doing, may_have_committed):
+    """Built the way the transport builds it, read the way the CLI prints it."""
+    error = redis_error(cause, doing, "redis://127.0.0.1:6379/0", ("e1",))
+    error.__cause__ = cause
+    text = publish_error_text(error)
+    assert ("may have committed" in text) is may_have_committed
+    assert ("nothing was written" in text) is not may_have_committed

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 from tests.test_deadletter import make
 from wowevent_kombu import EventBus, InvalidFilterError, names
 from wowevent_kombu.cli import cli
-from wowevent_kombu.cli_dlq import parse_time
+from wowevent_kombu.cli_types import parse_time
 from wowevent_kombu.event import Event
 
 
@@ -150,6 +150,18 @@ def test_parse_time_forms() -> None:
     assert parse_time(None) is None
     with pytest.raises(InvalidFilterError):
         parse_time("soon")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("nan", "not epoch seconds"), ("inf", "not epoch seconds"), ("-1", "not epoch seconds"),
+     ("1e300", "not epoch seconds"), ("253402300800", "not epoch seconds"),
+     ("999999d", "before 1970"), ("0001-01-01T00:00", "before 1970"),
+     ("9999-12-31T23:59:59-01:00", "after 9999"), ("\u0661\u0662\u0663", "not ISO 8601")],
+)  # fmt: skip
+def test_parse_time_refuses_times_outside_1970_to_9999(text: str, fragment: str) -> None:
+    with pytest.raises(InvalidFilterError, match=fragment):
+        parse_time(text, now=10_000.0)
 
 
 def test_celery_mounted_command_in_a_real_process(

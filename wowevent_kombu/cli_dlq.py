@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .cli import EXIT_USAGE, CliContext, handle_errors, redis_errors_as_unavailable
+from .cli_types import Count, DeadLetterCursor, EpochTime
 from .deadletter import REASONS, DeadLetter, DeadLetterFilter
 from .deadletterstore import DeadLetterStore
 from .errors import InvalidFilterError
@@ -27,34 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_time(value: str | None, *, now: float | None = None) -> float | None:
-    """A CLI time: ISO 8601 (naive is UTC), epoch seconds, or an age like ``30m``, ``2h``, ``7d``.
-
-    Raises:
-        InvalidFilterError: none of these forms.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    relative = _RELATIVE.match(text)
-    if relative:
-        return (time.time() if now is None else now) - float(relative[1]) * _UNITS[relative[2]]
-    with contextlib.suppress(ValueError):
-        return float(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidFilterError(
-            f"time {value!r} is not ISO 8601 (2026-01-31T12:00), epoch seconds, or an age "
-            "such as 30m, 2h or 7d"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+LIST_MAX = 1_000_000
+"""The most records one ``dlq list`` page may hold (they are all in memory at once)."""
 
 
 def iso(epoch: float | None) -> str:
@@ -85,8 +58,14 @@ def filter_options(func: F) -> F:
         click.option("--subscriber", help="Only this subscriber's records."),
         click.option("--type", "event_type", help="Only events of this exact type."),
         click.option("--reason", type=click.Choice(REASONS), help="Only this reason."),
-        click.option("--since", help="Last failure at or after: ISO time, epoch or age (2h)."),
-        click.option("--until", help="Last failure at or before: ISO time, epoch or age."),
+        click.option(
+            "--since",
+            type=EpochTime(),
+            help="Last failure at or after: ISO time, epoch or age (2h).",
+        ),
+        click.option(
+            "--until", type=EpochTime(), help="Last failure at or before: ISO time, epoch or age."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -97,11 +76,11 @@ def make_filter(
     subscriber: str | None,
     event_type: str | None,
     reason: str | None,
-    since: str | None,
-    until: str | None,
+    since: float | None,
+    until: float | None,
 ) -> DeadLetterFilter:
     """The library filter of the shared options."""
-    return DeadLetterFilter(subscriber, event_type, reason, parse_time(since), parse_time(until))
+    return DeadLetterFilter(subscriber, event_type, reason, since, until)
 
 
 @contextlib.contextmanager
@@ -133,8 +112,9 @@ def dlq() -> None:
 
 @dlq.command(name="list")
 @filter_options
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option("--limit", type=Count(1, LIST_MAX), default=50, show_default=True)
+@click.option("--cursor", type=DeadLetterCursor(),
+              help="Continue after the page that printed this cursor.")  # fmt: skip
 @pass_ctx
 @handle_errors
 @bad_filters_are_usage_errors
@@ -144,8 +124,8 @@ def list_command(
     subscriber: str | None,
     event_type: str | None,
     reason: str | None,
-    since: str | None,
-    until: str | None,
+    since: float | None,
+    until: float | None,
     limit: int,
     cursor: str | None,
 ) -> None:
@@ -224,8 +204,8 @@ def retry(
     subscriber: str | None,
     event_type: str | None,
     reason: str | None,
-    since: str | None,
-    until: str | None,
+    since: float | None,
+    until: float | None,
     dry_run: bool,
 ) -> None:
     """Re-drive records to their own subscriber as fresh tasks (fresh retry budget)."""
@@ -258,8 +238,8 @@ def purge(
     subscriber: str | None,
     event_type: str | None,
     reason: str | None,
-    since: str | None,
-    until: str | None,
+    since: float | None,
+    until: float | None,
     dry_run: bool,
     yes: bool,
 ) -> None:

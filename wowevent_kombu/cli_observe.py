@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from prometheus_client import CollectorRegistry
 
+from .cli_types import Count, FiniteFloat
 from .collector import ClusterCollector
 from .connection import make_client
 from .health import HealthRules
@@ -83,7 +84,8 @@ def reader_for(obj: CliContext) -> ClusterReader:
 
 
 @click.command()
-@click.option("--window", type=click.FloatRange(1, 900), help="Seconds of history [default 60].")
+@click.option("--window", type=FiniteFloat(1, 900, unit=" of seconds"),
+              help="Seconds of history [default 60].")  # fmt: skip
 @click.pass_obj
 @cli_errors
 def status(obj: CliContext, window: float | None) -> None:
@@ -94,7 +96,7 @@ def status(obj: CliContext, window: float | None) -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="WOWEVENT_SERVE_HOST")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=8000, show_default=True, type=Count(0, 65535),
               envvar="WOWEVENT_SERVE_PORT", help="0 picks a free port (printed).")  # fmt: skip
 @click.option("--admin-token", envvar="WOWEVENT_ADMIN_TOKEN",
               help="Bearer token enabling /admin/* (off when unset).")  # fmt: skip

@@ -1,7 +1,8 @@
 """The ``wowevent log`` group and ``wowevent replay``: thin commands over the log and replay API.
 
-Exit codes as in :mod:`wowevent_kombu.cli`, plus 130 for a replay interrupted by Ctrl-C (it
-prints the ``--resume`` id).
+Exit codes as in :mod:`wowevent_kombu.cli`, plus 130 for a replay interrupted by Ctrl-C. A
+replay stopped by Ctrl-C or by a failure mid-way (69 when Redis failed it, else 1) prints the
+``--resume`` id; its record in Redis says ``interrupted`` or ``failed`` with the reason.
 """
 
 from __future__ import annotations
@@ -14,12 +15,24 @@ from typing import Any, TypeVar
 
 import click
 
-from .cli import EXIT_USAGE, CliContext, handle_errors, pass_ctx, redis_errors_as_unavailable
+from .cli import (
+    EXIT_ERROR,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliContext,
+    handle_errors,
+    pass_ctx,
+    redis_errors_as_unavailable,
+)
+from .cli_types import Count, LogPosition, LogTime, ReplaySpeed
 from .errors import InvalidPatternError, LogQueryError, ReplayInterrupted
-from .eventlog import LogEntry, parse_when
+from .eventlog import LogEntry
 from .replay import ReplayReport
 
 EXIT_INTERRUPTED = 130
+
+ENTRIES_MAX = 1_000_000
+"""The most log entries one ``log read`` or ``log tail`` prints (all are in memory at once)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,10 +66,6 @@ def json_flag(func: F) -> F:
     return option(func)
 
 
-def _when(value: str | None) -> datetime | str | None:
-    return None if value is None else parse_when(value)
-
-
 def _line(entry: LogEntry) -> str:
     data = json.dumps(entry.event.data, separators=(",", ":"))
     if len(data) > 120:
@@ -79,7 +88,8 @@ def log_group() -> None:
 
 
 @log_group.command(name="tail")
-@click.option("-n", "--count", default=10, show_default=True, help="Entries to show.")
+@click.option("-n", "--count", type=Count(1, ENTRIES_MAX), default=10, show_default=True,
+              help="Entries to show.")  # fmt: skip
 @click.option("-f", "--follow", is_flag=True, help="Keep printing entries as they are logged.")
 @json_flag
 @pass_ctx
@@ -105,15 +115,16 @@ def log_tail(obj: CliContext, count: int, follow: bool) -> None:
 
 
 @log_group.command(name="read")
-@click.option("--since", help="Earliest log time or position (inclusive).")
-@click.option("--until", help="Latest log time or position (inclusive).")
+@click.option("--since", type=LogTime(), help="Earliest log time or position (inclusive).")
+@click.option("--until", type=LogTime(), help="Latest log time or position (inclusive).")
 @click.option("--type", "types", multiple=True, help="Type pattern, e.g. 'order.*' (repeatable).")
 @click.option("--correlation-id")
 @click.option("--causation-id")
 @click.option("--source")
 @click.option("--subject")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--cursor", help="Continue after this position (printed as 'next:').")
+@click.option("--limit", type=Count(1, ENTRIES_MAX), default=100, show_default=True)
+@click.option("--cursor", type=LogPosition(),
+              help="Continue after this position (printed as 'next:').")  # fmt: skip
 @json_flag
 @pass_ctx
 @handle_errors
@@ -121,8 +132,8 @@ def log_tail(obj: CliContext, count: int, follow: bool) -> None:
 @bad_input_is_usage
 def log_read(
     obj: CliContext,
-    since: str | None,
-    until: str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
     types: tuple[str, ...],
     correlation_id: str | None,
     causation_id: str | None,
@@ -133,7 +144,7 @@ def log_read(
 ) -> None:
     """Print logged events matching every filter, in publish order."""
     entries = obj.bus().log.read(
-        since=_when(since), until=_when(until), types=list(types) or None,
+        since=since, until=until, types=list(types) or None,
         correlation_id=correlation_id, causation_id=causation_id, source=source,
         subject=subject, limit=limit, cursor=cursor,
     )  # fmt: skip
@@ -193,12 +204,13 @@ def _summary(report: ReplayReport) -> str:
 @click.command(name="replay")
 @click.option("-s", "--subscriber", "subscribers", multiple=True,
               help="Replay to this subscriber (repeatable); default: all bound.")  # fmt: skip
-@click.option("--since", help="Earliest log time or position.")
-@click.option("--until", help="Latest log time or position (default: the log's end now).")
+@click.option("--since", type=LogTime(), help="Earliest log time or position.")
+@click.option("--until", type=LogTime(),
+              help="Latest log time or position (default: the log's end now).")  # fmt: skip
 @click.option("--type", "types", multiple=True, help="Type pattern (repeatable).")
 @click.option("--correlation-id")
 @click.option("--source")
-@click.option("--speed", default="instant", show_default=True,
+@click.option("--speed", type=ReplaySpeed(), default="instant", show_default=True,
               help="instant, a factor of original pacing (1.0, 10x), a rate (500/s).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Count what would be delivered; send nothing.")
 @click.option("--force", is_flag=True, help="Deliver even where the patterns do not match.")
@@ -212,8 +224,8 @@ def _summary(report: ReplayReport) -> str:
 def replay_command(
     obj: CliContext,
     subscribers: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
     types: tuple[str, ...],
     correlation_id: str | None,
     source: str | None,
@@ -236,7 +248,7 @@ def replay_command(
 
     try:
         report = bus.replay(
-            list(subscribers) or None, since=_when(since), until=_when(until),
+            list(subscribers) or None, since=since, until=until,
             types=list(types) or None, correlation_id=correlation_id, source=source,
             speed=speed, dry_run=dry_run, force=force, from_checkpoint=from_checkpoint,
             resume=resume, progress=advance,
@@ -244,10 +256,19 @@ def replay_command(
     except ReplayInterrupted as exc:
         if bar is not None:
             bar.__exit__(None, None, None)
-        click.echo(f"\n{exc}", err=True)
+        failed = exc.report.status != "interrupted"
+        click.echo(f"\nerror: {exc}" if failed else f"\n{exc}", err=True)
         if obj.as_json:
             click.echo(json.dumps(exc.report.to_dict(), indent=2))
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(_stopped_code(exc) if failed else EXIT_INTERRUPTED)
     if bar is not None:
         bar.__exit__(None, None, None)
     obj.emit(report.to_dict(), _summary(report))
+
+
+def _stopped_code(exc: ReplayInterrupted) -> int:
+    """Exit code of a replay that failed mid-way: 69 when Redis failed it, else 1."""
+    import redis
+
+    cause = exc.__cause__
+    return EXIT_UNAVAILABLE if isinstance(cause, redis.RedisError | OSError) else EXIT_ERROR
