@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -108,6 +109,18 @@ def test_bad_paths_methods_and_queries_get_4xx(service: tuple[EventBus, str]) ->
     assert status == 400
     assert "format" in json.loads(body)["error"]
     assert call(address, "GET", "/status?window=30")[0] == 200
+
+
+def test_a_secret_in_a_request_query_is_never_logged(
+    service: tuple[EventBus, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, address = service
+    caplog.set_level(logging.INFO, logger="wowevent_kombu.service")
+    status, _, body = call(address, "GET", "/status?password=s3cret&Token=t0p-s3cret")
+    assert status == 400 and b"s3cret" not in body
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("/status?password=***&Token=*** HTTP/1.1" in line for line in lines), lines
+    assert not [line for line in lines if "s3cret" in line]
 
 
 def test_admin_routes_need_the_bearer_token(service: tuple[EventBus, str]) -> None:

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from .errors import InvalidEventError, PublishError, WowEventError
 from .event import decode_json
+from .settings import redact_query
 
 if TYPE_CHECKING:
     from .bus import EventBus
@@ -135,10 +136,11 @@ class StatusService:
         except HttpError as exc:
             return Response(exc.status, {"error": exc.message}, headers=exc.headers)
         except redis.RedisError as exc:
-            log.warning("request %s %s: Redis is unavailable: %s", method, target, exc)
+            shown = redact_query(target)
+            log.warning("request %s %s: Redis is unavailable: %s", method, shown, exc)
             return Response(503, {"error": f"Redis is unavailable: {type(exc).__name__}"})
         except Exception:
-            log.exception("request %s %s failed", method, target)
+            log.exception("request %s %s failed", method, redact_query(target))
             return Response(500, {"error": "internal error; see the service log"})
 
     def _dispatch(
@@ -318,7 +320,8 @@ def make_handler(service: StatusService) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
+            # The request line may carry a secret in its query (?token=...): never log it.
+            log.info("%s %s", self.address_string(), redact_query(format % args))
 
     return RequestHandler
 

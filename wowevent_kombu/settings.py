@@ -24,6 +24,8 @@ AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 # Separators of query parameters and path segments; redaction looks at every piece between them.
 _PIECES = re.compile(r"([/?#&;])")
+# The same in free text (a request line in a log): whitespace and quotes end a value too.
+_TEXT_PIECES = re.compile(r"([/?#&;\s\"'])")
 _SECRET_NAMES = frozenset({"user", "username", "userid", "pass", "passwd", "pwd", "auth"})
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
 _REDACTED = "***"
@@ -70,12 +72,25 @@ def _redact_part(text: str) -> str:
         else:
             prefix += f"{user}:{_REDACTED}@" if colon else f"{user}@"
         rest = rest[at + 1 :]
-    pieces = _PIECES.split(rest)
+    return prefix + _redact_parameters(rest, _PIECES)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every credential-named parameter replaced by ``***``.
+
+    For what holds a path and query but no ``scheme://`` (an HTTP request target, a request
+    line in a log); the names are those :func:`redact_url` hides.
+    """
+    return _redact_parameters(text, _TEXT_PIECES)
+
+
+def _redact_parameters(text: str, separators: re.Pattern[str]) -> str:
+    pieces = separators.split(text)
     for index, piece in enumerate(pieces):
         name, equals, _ = piece.partition("=")
         if equals and _secret_name(name):
             pieces[index] = f"{name}={_REDACTED}"
-    return prefix + "".join(pieces)
+    return "".join(pieces)
 
 
 def _secret_name(raw: str) -> bool:
