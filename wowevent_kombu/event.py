@@ -179,15 +179,18 @@ class Event:
 
     def __post_init__(self) -> None:
         validate_event_type(self.type)
-        check_attribute("id", self.id, event_type=self.type)
-        check_attribute("source", self.source, event_type=self.type)
+        for name, value in (("id", self.id), ("source", self.source)):
+            # isprintable() is a fast yes for nearly every value (it refuses more than
+            # CloudEvents does, e.g. a no-break space, which check_attribute then allows).
+            if not (isinstance(value, str) and value.isprintable() and value):
+                check_attribute(name, value, event_type=self.type)
         if not isinstance(self.time, datetime) or self.time.tzinfo is None:
             raise InvalidEventError(
                 "event time must be a timezone-aware datetime", event_type=self.type
             )
         for field in _STRING_FIELDS:
             value = getattr(self, field)
-            if value is not None:
+            if value is not None and not (isinstance(value, str) and value.isprintable() and value):
                 check_attribute(field, value, event_type=self.type)
         if not isinstance(self.replayed, bool):
             raise InvalidEventError(
