@@ -34,8 +34,8 @@ from .malformed import MalformedEntries, make_malformed_step
 from .middleware import Middleware
 from .poolguard import make_pool_guard_step
 from .registry import SchemaRegistry
-from .settings import ENV_PREFIX, Settings
-from .subscriber import Handler, Subscriber, normalise_patterns, register
+from .settings import ENV_PREFIX, Settings, credentials_in_userinfo
+from .subscriber import Handler, Subscriber, check_name, normalise_patterns, register
 from .topology import BindingSnapshot
 from .transport import Outgoing, RedisTransport, Transport
 from .validation import SchemaValidation
@@ -158,6 +158,12 @@ class EventBus:
         )
         app.steps["consumer"].add(make_malformed_step(self.exchange, entries))
         app.steps["worker"].add(make_pool_guard_step(self.exchange, entries.record))
+        # Kombu (hence every worker) fails on ``?password=`` in the broker URL, which redis-py
+        # and the publisher accept: give Kombu the same credentials in the userinfo.
+        if app.configured:
+            _kombu_readable_broker_url(app)
+        else:
+            app.on_after_configure.connect(_kombu_readable_broker_url, weak=False)
         buses = getattr(app, APP_ATTRIBUTE, None)
         if buses is None:
             buses = []
@@ -217,6 +223,7 @@ class EventBus:
             A decorator that returns the Celery task (callable like the handler).
         """
         task_options = self._log_options(task_options)
+        check_name(name)
         if name in self._subscribers:
             raise InvalidSubscriberError(
                 f"subscriber {name!r} is already registered on this bus", subscriber=name
@@ -571,6 +578,14 @@ def _registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]
         event_ids=ids,
         event_type=event_type,
     )
+
+
+def _kombu_readable_broker_url(sender: Celery, **_: Any) -> None:
+    url = sender.conf.broker_url
+    if isinstance(url, str) and url:
+        moved = credentials_in_userinfo(url)
+        if moved != url:
+            sender.conf.broker_url = moved
 
 
 def buses_of(app: Celery) -> list[EventBus]:

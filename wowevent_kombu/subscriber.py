@@ -15,7 +15,13 @@ from kombu import Exchange, Queue, binding
 from kombu.exceptions import ContentDisallowed
 
 from . import names
-from .errors import DeadLetterWriteError, InvalidEventError, InvalidSubscriberError, Reject
+from .errors import (
+    DeadLetterWriteError,
+    InvalidEventError,
+    InvalidPatternError,
+    InvalidSubscriberError,
+    Reject,
+)
 from .event import Event
 from .failures import FAILURE_HANDLED, SubscriberRequest
 from .matcher import validate_pattern
@@ -279,9 +285,28 @@ class Subscriber:
         return queue
 
 
+def check_name(name: object) -> str:
+    """Return ``name`` if it can name a subscriber, else raise naming the rule."""
+    if not names.valid_subscriber_name(name):
+        raise InvalidSubscriberError(
+            f"subscriber name {name!r} must be 1-200 letters, digits, '_', '-' or single dots",
+            subscriber=name if isinstance(name, str) else None,
+        )
+    return name  # type: ignore[return-value]
+
+
 def normalise_patterns(patterns: str | Sequence[str], *, subscriber: str) -> tuple[str, ...]:
     """Validate patterns; a single string is one pattern."""
-    items = [patterns] if isinstance(patterns, str) else list(patterns)
+    if isinstance(patterns, str):
+        items = [patterns]
+    elif isinstance(patterns, list | tuple | set | frozenset):
+        items = list(patterns)
+    else:
+        raise InvalidPatternError(
+            f"subscriber {subscriber!r}: patterns must be a string or a list of strings, "
+            f"got {type(patterns).__name__}",
+            pattern=repr(patterns)[:100],
+        )
     if not items:
         raise InvalidSubscriberError(
             f"subscriber {subscriber!r} has no patterns; give at least one, e.g. 'order.*'",
@@ -303,11 +328,7 @@ def register(
     pinned_route: Callable[[str], Queue] | None = None,
 ) -> Subscriber:
     """Create the subscriber's Celery task on ``app`` and describe it."""
-    if not names.valid_subscriber_name(name):
-        raise InvalidSubscriberError(
-            f"subscriber name {name!r} must be 1-200 letters, digits, '_', '-' or single dots",
-            subscriber=name,
-        )
+    check_name(name)
     reserved = _RESERVED & set(options)
     if reserved:
         raise InvalidSubscriberError(

@@ -193,10 +193,17 @@ def test_a_wrong_type_gets_the_librarys_error_naming_it(call, error, fragment):
     assert "12345" not in str(caught.value)
 
 
-@pytest.mark.parametrize("name", [None, 7, 1.5])
+@pytest.mark.parametrize("name", [None, 7, 1.5, ["billing"], {"a": 1}])
 def test_a_subscriber_name_that_is_not_a_string_is_refused(bus, name):
     with pytest.raises(InvalidSubscriberError, match="subscriber name"):
         bus.subscriber("order.*", name=name)(handler)
+    assert bus.subscribers == {}
+
+
+@pytest.mark.parametrize("patterns", [None, 5, b"order.*", {"order.*": 1}.keys(), [None]])
+def test_patterns_that_are_not_strings_get_the_pattern_error(bus, patterns):
+    with pytest.raises(InvalidPatternError, match="must be a string"):
+        bus.subscriber(patterns, name="billing")(handler)
     assert bus.subscribers == {}
 
 

@@ -60,7 +60,7 @@ def lacks_tls() -> bool:
     return "tls" in (probe.stdout + probe.stderr).lower()
 
 
-@pytest.fixture(params=["password", "acl-user", "tls-acl-user"])
+@pytest.fixture(params=["password", "query-password", "acl-user", "tls-acl-user"])
 def secured(request, private_redis, tmp_path):
     """(broker URL, the secret texts that must never be shown) for one way of securing Redis."""
     users = acl_file(tmp_path)
@@ -70,6 +70,10 @@ def secured(request, private_redis, tmp_path):
         server = private_redis(extra=["--aclfile", str(users)])
         admin = quote(ADMIN_PASSWORD, safe="")
         return f"redis://:{admin}@127.0.0.1:{server.port}/0", [ADMIN_PASSWORD, admin]
+    if request.param == "query-password":  # Kombu's own parser fails on this form
+        server = private_redis(extra=["--aclfile", str(users)])
+        admin = quote(ADMIN_PASSWORD, safe="")
+        return f"redis://127.0.0.1:{server.port}/0?password={admin}", [ADMIN_PASSWORD, admin]
     if request.param == "acl-user":
         server = private_redis(extra=["--aclfile", str(users)])
         return f"redis://{user}:{password}@127.0.0.1:{server.port}/0", secrets
