@@ -23,7 +23,7 @@ def test_precedence_explicit_env_conf():
     [({"broker_url": "kafka://x"}, "scheme"), ({"exchange": "a:b"}, "exchange"),
      ({"broker_url": "amqp://x"}, "store_url"),
      ({"broker_url": "amqp://x", "store_url": "amqp://y"}, "not a Redis URL"),
-     ({"publish_timeout": 0}, "positive"), ({"max_event_bytes": 0}, "at least 1")],
+     ({"publish_timeout": 0}, "above 0"), ({"max_event_bytes": 0}, "at least 1")],
 )  # fmt: skip
 def test_bad_settings_are_refused(kwargs, fragment):
     with pytest.raises(ConfigurationError, match=fragment):

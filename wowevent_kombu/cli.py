@@ -100,7 +100,7 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_DATAERR)
         except PublishError as exc:
-            click.echo(f"error: {publish_error_text(exc)}", err=True)
+            click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_ERROR if exc.__class__ is not PublishError else EXIT_UNAVAILABLE)
         except WowEventError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -112,41 +112,6 @@ def handle_errors(func: F) -> F:
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper  # type: ignore[return-value]
-
-
-MAY_HAVE_COMMITTED = "Redis may have committed it: re-publish the same event (same id) to be sure"
-"""The transport's hint for a publish whose outcome is unknown (``transport.redis_error``)."""
-
-
-def publish_error_text(exc: PublishError) -> str:
-    """The error's text, without the "may have committed it" hint where nothing was written.
-
-    Only a publish whose transaction was sent before the connection broke (or timed out) may
-    have been committed. Redis refusing the client (wrong password, no permission, still
-    loading its data) or a connection that never opened wrote nothing, whatever was being done.
-    """
-    text = str(exc)
-    refusal = nothing_written(exc.__cause__)
-    if MAY_HAVE_COMMITTED not in text or (exc.outcome_unknown and refusal is None):
-        return text
-    return text.replace(MAY_HAVE_COMMITTED, refusal or "nothing was written; try again")
-
-
-def nothing_written(cause: BaseException | None) -> str | None:
-    """What to do when ``cause`` shows Redis wrote nothing; ``None`` when that is not certain."""
-    import redis
-
-    if isinstance(cause, redis.AuthenticationError | redis.exceptions.AuthorizationError):
-        return "nothing was written: Redis refused the credentials; check the URL's user/password"
-    if isinstance(cause, redis.exceptions.NoPermissionError):
-        return "nothing was written: the Redis user lacks a permission (see ACL LOG)"
-    if isinstance(cause, redis.BusyLoadingError):
-        return "nothing was written: Redis is still loading its data; try again once it answers"
-    if isinstance(cause, ConnectionRefusedError) or (
-        isinstance(cause, redis.ConnectionError) and "connecting" in str(cause)
-    ):
-        return "nothing was written: the connection was refused; try again once Redis answers"
-    return None
 
 
 def redis_errors_as_unavailable(func: F) -> F:

@@ -34,6 +34,11 @@ _REDACTED = "***"
 _KOMBU_URL_KEYWORDS = frozenset({"transport", "hostname", "port", "userid", "virtual_host"})
 
 
+MAX_PUBLISH_TIMEOUT = 3600.0
+"""Longest publish timeout accepted: an hour is far past any sane wait for Redis, and far
+below what a socket timeout can hold (1e300 overflows the platform's time_t)."""
+
+
 def url_scheme(url: str) -> str:
     """The lower-cased scheme of ``url`` (of its first part, for ``a;b``), ``""`` if it has none.
 
@@ -245,7 +250,12 @@ class Settings:
                 f"wait_timeout_ms must be between 1 and publish_timeout ({self.publish_timeout} s)"
                 f" in milliseconds, got {self.wait_timeout_ms!r}: WAIT 0 would block forever"
             )
-        for name in ("publish_timeout", "visibility_timeout", "log_max_age"):
+        if not 0 < self.publish_timeout <= MAX_PUBLISH_TIMEOUT:  # NaN fails this too
+            raise ConfigurationError(
+                f"publish_timeout must be above 0 and at most {MAX_PUBLISH_TIMEOUT:g} seconds "
+                f"(a socket timeout), got {self.publish_timeout!r}"
+            )
+        for name in ("visibility_timeout", "log_max_age"):
             if not 0 < getattr(self, name) < math.inf:  # NaN fails this too
                 raise ConfigurationError(
                     f"{name} must be positive and finite, got {getattr(self, name)!r}"

@@ -75,6 +75,31 @@ def copies(
     return out
 
 
+MAY_HAVE_COMMITTED = "Redis may have committed it: re-publish the same event (same id) to be sure"
+"""The hint of a write whose command was sent before the connection broke or timed out."""
+
+
+def nothing_written(exc: BaseException | None) -> str | None:
+    """What to do when ``exc`` shows Redis wrote nothing; ``None`` when that is not certain.
+
+    Redis refusing the client (credentials, permissions, still loading its data) or a
+    connection that never opened means no command ran.
+    """
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+        return "nothing was written: Redis refused the credentials; check the URL's user/password"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return "nothing was written: the Redis user lacks a permission (see ACL LOG)"
+    if isinstance(exc, redis.BusyLoadingError):
+        return "nothing was written: Redis is still loading its data; try again once it answers"
+    if isinstance(exc, MasterNotFoundError):  # the sentinels named no primary: nothing sent
+        return "nothing was written: no Redis primary was found; try again once one answers"
+    if isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, redis.ConnectionError) and "connecting" in str(exc)
+    ):
+        return "nothing was written: the connection was refused; try again once Redis answers"
+    return None
+
+
 def redis_error(
     exc: redis.RedisError,
     doing: str,
@@ -82,19 +107,20 @@ def redis_error(
     ids: tuple[str, ...],
     event_type: str | None = None,
 ) -> PublishError:
-    """The ``PublishError`` for a Redis failure while ``doing`` something for events ``ids``."""
+    """The ``PublishError`` for a Redis failure while ``doing`` something for events ``ids``.
+
+    Only a write whose command was sent before the connection broke or timed out may have
+    been applied; a read, or a refusal before anything ran, says that nothing was written.
+    """
     text = str(exc)
-    # MasterNotFoundError: the sentinels named no primary, so nothing was sent.
-    unknown = isinstance(exc, redis.TimeoutError) or (
-        isinstance(exc, redis.ConnectionError)
-        and "connecting" not in text
-        and not isinstance(exc, MasterNotFoundError)
-    )
-    hint = (
-        "Redis may have committed it: re-publish the same event (same id) to be sure"
-        if unknown
-        else "nothing was written; publish again once Redis answers"
-    )
+    refused = nothing_written(exc)
+    writing = not doing.startswith(("reading", "checking"))
+    sent = refused is None and isinstance(exc, redis.TimeoutError | redis.ConnectionError)
+    unknown = sent and writing
+    if unknown:
+        hint = MAY_HAVE_COMMITTED
+    else:
+        hint = refused or "nothing was written; publish again once Redis answers"
     return PublishError(
         f"{doing} failed against {where}: {type(exc).__name__}: {text}; {hint}",
         event_ids=ids,

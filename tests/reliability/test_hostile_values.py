@@ -175,7 +175,8 @@ def test_a_task_id_with_a_newline_is_not_a_dead_letter_record_id():
      (lambda: Settings(broker_url=None), ConfigurationError, "broker_url must be a string"),
      (lambda: Settings(exchange=None), ConfigurationError, "exchange must be a string"),
      (lambda: Settings(publish_timeout="5"), ConfigurationError, "publish_timeout must be a num"),
-     (lambda: Settings(publish_timeout=math.nan), ConfigurationError, "positive and finite"),
+     (lambda: Settings(publish_timeout=math.nan), ConfigurationError, "above 0 and at most"),
+     (lambda: Settings(publish_timeout=1e300), ConfigurationError, "at most 3600 seconds"),
      (lambda: Settings(max_event_bytes=True), ConfigurationError, "must be an integer"),
      (lambda: Settings(sentinel_password=12345), ConfigurationError, r"got int \*\*\*"),
      (lambda: Settings.load({"broker_transport_options": {"visibility_timeout": "soon"}}, {}),
@@ -184,7 +185,7 @@ def test_a_task_id_with_a_newline_is_not_a_dead_letter_record_id():
       ConfigurationError, "sentinel_kwargs must be a dict")],
     ids=["match-none", "match-list", "target-none", "replayed-str", "id-int", "json-none",
          "int-attribute-name", "time-int", "broker-none", "exchange-none", "timeout-str",
-         "timeout-nan", "bytes-bool", "sentinel-password-int", "visibility-str",
+         "timeout-nan", "timeout-huge", "bytes-bool", "sentinel-password-int", "visibility-str",
          "sentinel-kwargs-str"],
 )  # fmt: skip
 def test_a_wrong_type_gets_the_librarys_error_naming_it(call, error, fragment):
