@@ -19,7 +19,7 @@ from wowevent_kombu import (
     SchemaRegistry,
     UnknownSchemaError,
 )
-from wowevent_kombu.schema import CompiledSchema, SemVer
+from wowevent_kombu.schemas.schema import CompiledSchema, SemVer
 
 ORDER = {
     "type": "object",

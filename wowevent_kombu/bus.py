@@ -12,12 +12,11 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from . import amqptopology, names, wire
-from .checkpoint import TASK_FLAG as CHECKPOINT
-from .checkpoint import CheckpointMiddleware
-from .connection import make_client
-from .deadletterstore import DeadLetterStore
-from .errors import (
+from wowevent_kombu.brokers.amqp import topology as amqptopology
+from wowevent_kombu.brokers.base import Outgoing, RedisTransport, Transport
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.errors import (
     ConfigurationError,
     EventTooLargeError,
     InvalidEventError,
@@ -25,25 +24,33 @@ from .errors import (
     PublishError,
     UnknownSubscriberError,
 )
-from .event import Event
-from .eventlog import EventLog
-from .failures import DeadLetterMiddleware
-from .idempotency import TASK_FLAG as IDEMPOTENT
-from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
-from .malformed import MalformedEntries, make_malformed_step
-from .middleware import Middleware
-from .poolguard import make_pool_guard_step
-from .registry import SchemaRegistry
-from .settings import ENV_PREFIX, Settings, credentials_in_userinfo
-from .subscriber import Handler, Subscriber, check_name, normalise_patterns, register
-from .topology import BindingSnapshot
-from .transport import Outgoing, RedisTransport, Transport
-from .validation import SchemaValidation
-from .worker import make_binding_step, make_bootstep
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.settings import ENV_PREFIX, Settings, credentials_in_userinfo
+from wowevent_kombu.core.topology import BindingSnapshot
+from wowevent_kombu.deadletters.store import DeadLetterStore
+from wowevent_kombu.log.checkpoint import TASK_FLAG as CHECKPOINT
+from wowevent_kombu.log.checkpoint import CheckpointMiddleware
+from wowevent_kombu.log.eventlog import EventLog
+from wowevent_kombu.log.idempotency import TASK_FLAG as IDEMPOTENT
+from wowevent_kombu.log.idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
+from wowevent_kombu.schemas.registry import SchemaRegistry
+from wowevent_kombu.schemas.validation import SchemaValidation
+from wowevent_kombu.worker.failures import DeadLetterMiddleware
+from wowevent_kombu.worker.malformed import MalformedEntries, make_malformed_step
+from wowevent_kombu.worker.middleware import Middleware
+from wowevent_kombu.worker.poolguard import make_pool_guard_step
+from wowevent_kombu.worker.steps import make_binding_step, make_bootstep
+from wowevent_kombu.worker.subscriber import (
+    Handler,
+    Subscriber,
+    check_name,
+    normalise_patterns,
+    register,
+)
 
 if TYPE_CHECKING:
-    from .metrics import BusMetrics
-    from .replay import ReplayReport
+    from wowevent_kombu.log.replay import ReplayReport
+    from wowevent_kombu.observability.metrics import BusMetrics
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +72,14 @@ class EventBus:
         transport: Where events go; defaults to Redis at the app's broker URL. Tests pass
             :class:`wowevent_kombu.testing.MemoryTransport`.
         middleware: Delivery hooks run around every subscriber's handler, in this order
-            (see :class:`~wowevent_kombu.middleware.Middleware`); append more before workers
+            (see :class:`~wowevent_kombu.worker.middleware.Middleware`); append more before workers
             start with :meth:`add_middleware`.
         subscriber_defaults: Celery task options applied to every subscriber of this bus
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
         wait_replicas: After each publish, wait for this many replicas to acknowledge it
-            (Redis ``WAIT``) and raise :class:`~wowevent_kombu.errors.ReplicationError` when
+            (Redis ``WAIT``) and raise :class:`~wowevent_kombu.core.errors.ReplicationError` when
             fewer do; closes the window in which a failover loses acknowledged publishes, at the
             cost of one replication round trip per publish (see ``docs/scaling.md``).
         wait_timeout_ms: How long that wait may take (milliseconds, below ``publish_timeout``).
@@ -82,7 +89,7 @@ class EventBus:
         schemas: A schema registry: published events are validated against it (an invalid
             event raises ``EventValidationError`` and nothing is written) and carry the schema
             version they were checked with; subscribers validate again before their handler
-            runs (see :class:`~wowevent_kombu.validation.SchemaValidation`).
+            runs (see :class:`~wowevent_kombu.schemas.validation.SchemaValidation`).
         require_schemas: Refuse events whose type has no registered schema (needs ``schemas``).
         validate_on_consume: Add the consume-time check to the subscribers (default True when
             ``schemas`` is given).
@@ -137,7 +144,9 @@ class EventBus:
             self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
-        """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
+        """Counts publishes when set (see
+        :func:`wowevent_kombu.observability.telemetry.instrument`).
+        """
         self._dead_letter_middleware: DeadLetterMiddleware | None = None
         if dead_lettering:
             self._dead_letter_middleware = DeadLetterMiddleware(
@@ -188,7 +197,7 @@ class EventBus:
         if self._transport is None:
             settings = self.settings
             if settings.amqp:
-                from .amqptransport import AmqpTransport
+                from wowevent_kombu.brokers.amqp.publisher import AmqpTransport
 
                 self._transport = AmqpTransport(make_client(settings), settings)
             else:
@@ -215,9 +224,9 @@ class EventBus:
                 ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
                 Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
                 Two options are the bus's own: ``idempotent=True`` skips event ids this
-                subscriber already handled successfully (see :mod:`wowevent_kombu.idempotency`)
+                subscriber already handled successfully (see :mod:`wowevent_kombu.log.idempotency`)
                 and ``checkpoint=True`` records the log position of the newest event it handled
-                (see :mod:`wowevent_kombu.checkpoint`). Both are off by default.
+                (see :mod:`wowevent_kombu.log.checkpoint`). Both are off by default.
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).
@@ -340,7 +349,7 @@ class EventBus:
             UnknownReplayError: ``resume`` names no recorded replay.
             ReplayInterrupted: Ctrl-C; its ``replay_id`` resumes the replay.
         """
-        from .replay import Replayer
+        from wowevent_kombu.log.replay import Replayer
 
         return Replayer(self, self.log).run(
             subscribers=subscribers, since=since, until=until, types=types,
@@ -559,7 +568,7 @@ class EventBus:
         Returns:
             The number of deliveries handled.
         """
-        from .consumer import run_consumer
+        from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
             self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary

@@ -1,0 +1,3 @@
+"""Dead letters: the record of a delivery that failed for good (with every attempt's story),
+and the Redis store operators list, inspect, re-drive and purge.
+"""
