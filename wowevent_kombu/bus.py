@@ -8,31 +8,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from wowevent_kombu.brokers.amqp import topology as amqptopology
-from wowevent_kombu.brokers.base import Outgoing, RedisTransport, Transport
-from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.core import names, wire
+from wowevent_kombu.brokers.base import Transport
+from wowevent_kombu.brokers.factory import make_transport, pinned_route
+from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import (
     ConfigurationError,
-    EventTooLargeError,
-    InvalidEventError,
     InvalidSubscriberError,
-    PublishError,
     UnknownSubscriberError,
 )
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import ENV_PREFIX, Settings, credentials_in_userinfo
 from wowevent_kombu.core.topology import BindingSnapshot
 from wowevent_kombu.deadletters.store import DeadLetterStore
-from wowevent_kombu.log.checkpoint import TASK_FLAG as CHECKPOINT
-from wowevent_kombu.log.checkpoint import CheckpointMiddleware
 from wowevent_kombu.log.eventlog import EventLog
-from wowevent_kombu.log.idempotency import TASK_FLAG as IDEMPOTENT
-from wowevent_kombu.log.idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
+from wowevent_kombu.log.options import apply_log_options, processed_ids_of
+from wowevent_kombu.publisher import Publisher
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.validation import SchemaValidation
 from wowevent_kombu.worker.failures import DeadLetterMiddleware
@@ -156,6 +149,14 @@ class EventBus:
             # other middleware reacts to the failure.
             self.middleware.append(self._dead_letter_middleware)
         self._dead_letters: DeadLetterStore | None = None
+        self._publisher = Publisher(
+            source=source,
+            settings=lambda: self.settings,
+            transport=lambda: self.transport,
+            metrics=lambda: self.metrics,
+            schemas=schemas,
+            require_schemas=require_schemas,
+        )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         app.steps["worker"].add(make_bootstep(self))
         app.steps["consumer"].add(make_binding_step(self))
@@ -195,13 +196,7 @@ class EventBus:
     def transport(self) -> Transport:
         """The transport, created (without connecting) on first use."""
         if self._transport is None:
-            settings = self.settings
-            if settings.amqp:
-                from wowevent_kombu.brokers.amqp.publisher import AmqpTransport
-
-                self._transport = AmqpTransport(make_client(settings), settings)
-            else:
-                self._transport = RedisTransport(make_client(settings), settings)
+            self._transport = make_transport(self.settings)
         return self._transport
 
     @property
@@ -257,32 +252,17 @@ class EventBus:
         return decorate
 
     def _pinned_route(self, queue: str) -> Queue:
-        """Where a retry of ``queue``'s subscriber is sent: that queue only, on any broker."""
-        if self.settings.amqp:
-            return amqptopology.pinned_route(self.exchange, queue)
-        return Queue(
-            queue, exchange=Exchange("", type="direct"), routing_key=queue, no_declare=True
-        )
+        return pinned_route(self.settings, queue)
 
     def _log_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Turn ``idempotent``/``checkpoint`` into task flags and install their middleware."""
-        options = dict(options)
-        if options.pop("idempotent", False):
-            options[IDEMPOTENT] = True
-            if not any(isinstance(m, IdempotencyMiddleware) for m in self.middleware):
-                # First, so an already handled event runs no other hook either.
-                self.middleware.insert(0, IdempotencyMiddleware(self._processed_ids))
-        if options.pop("checkpoint", False):
-            options[CHECKPOINT] = True
-            if not any(isinstance(m, CheckpointMiddleware) for m in self.middleware):
-                self.middleware.append(CheckpointMiddleware(self._log_if_any))
-        return options
-
-    def _processed_ids(self) -> ProcessedIds | MemoryProcessedIds:
-        eventlog = self._log_if_any()
-        if eventlog is None:
-            return MemoryProcessedIds()
-        return ProcessedIds(eventlog.client, self.exchange, self.settings.log_max_age)
+        return apply_log_options(
+            options,
+            self.middleware,
+            processed_ids=lambda: processed_ids_of(
+                self._log_if_any(), self.exchange, self.settings.log_max_age
+            ),
+            eventlog=self._log_if_any,
+        )
 
     def _log_if_any(self) -> EventLog | None:
         return self.log if getattr(self.transport, "client", None) is not None else None
@@ -469,30 +449,11 @@ class EventBus:
             UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
             PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
         """
-        if schema_version is None and self.schemas is not None:
-            # Resolved here so the event is built once with its version, not copied to add it.
-            try:
-                schema_version = self.schemas.latest_version(type)
-            except redis.RedisError as exc:
-                raise _registry_error(exc, type, ()) from exc
-        attributes: dict[str, Any] = {
-            "source": source or self.source,
-            "subject": subject,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "schema_version": schema_version,
-        }
-        if id is not None:
-            attributes["id"] = id
-        if time is not None:
-            attributes["time"] = time
-        try:
-            event = Event(type=type, data=data, **attributes)
-        except InvalidEventError:
-            if self.metrics is not None:
-                self.metrics.record_validation_failure("publish")
-            raise
-        return self.publish_many([event], mandatory=mandatory)[0]
+        event = self._publisher.build(
+            type, data, source=source, subject=subject, correlation_id=correlation_id,
+            causation_id=causation_id, schema_version=schema_version, id=id, time=time,
+        )  # fmt: skip
+        return self._publisher.publish_many([event], mandatory=mandatory)[0]
 
     def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
         """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
@@ -505,40 +466,7 @@ class EventBus:
         per subscriber queue. Every event is validated before anything is sent, so one invalid
         event stops the whole batch. Returns the events as sent (with their schema versions).
         """
-        try:
-            batch = [self._prepare(event) for event in events]
-        except InvalidEventError:
-            if self.metrics is not None:
-                self.metrics.record_validation_failure("publish")
-            raise
-        routes = self.transport.send(batch, mandatory=mandatory)
-        published = [item.event for item in batch]
-        if self.metrics is not None:
-            self.metrics.record_published(published, routes)
-        return published
-
-    def _prepare(self, event: Event) -> Outgoing:
-        if not isinstance(event, Event):
-            raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
-        if self.schemas is not None:
-            try:
-                event = self.schemas.validate(event, require=self.require_schemas)
-            except redis.RedisError as exc:
-                raise _registry_error(exc, event.type, (event.id,)) from exc
-        text = event.to_json()
-        # Encoded once, for the message body and the size check alike.
-        prepared = wire.prepare(text, event_type=event.type)
-        size = prepared.size
-        if size > self.settings.max_event_bytes:
-            raise EventTooLargeError(
-                f"event {event.id} of type {event.type!r} is {size} bytes encoded; the limit is "
-                f"{self.settings.max_event_bytes} (max_event_bytes). Store large payloads "
-                "elsewhere and send a reference",
-                event_type=event.type,
-                size=size,
-                limit=self.settings.max_event_bytes,
-            )
-        return Outgoing(event, text, prepared)
+        return self._publisher.publish_many(events, mandatory=mandatory)
 
     # -- consuming outside Celery --------------------------------------------------------------
 
@@ -578,15 +506,6 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
-
-
-def _registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]) -> PublishError:
-    return PublishError(
-        f"reading the schema registry failed ({type(exc).__name__}: {exc}); nothing was "
-        "written: publish again once Redis answers",
-        event_ids=ids,
-        event_type=event_type,
-    )
 
 
 def _kombu_readable_broker_url(sender: Celery, **_: Any) -> None:
