@@ -36,6 +36,7 @@ from wowevent_kombu.core.errors import (
     WowEventError,
 )
 from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.findings import Change, Violation
 from wowevent_kombu.core.matcher import TopicMatcher
 from wowevent_kombu.core.retrypolicy import backoff_delays, exponential_retries
 from wowevent_kombu.core.settings import Settings
@@ -48,9 +49,8 @@ from wowevent_kombu.log.replay import ReplayReport
 from wowevent_kombu.observability.health import HealthRules
 from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
 from wowevent_kombu.observability.telemetry import instrument
-from wowevent_kombu.schemas.compatibility import Change
 from wowevent_kombu.schemas.registry import SchemaRecord, SchemaRegistry
-from wowevent_kombu.schemas.schema import EventSchema, Violation
+from wowevent_kombu.schemas.schema import EventSchema
 from wowevent_kombu.schemas.validation import SchemaValidation
 from wowevent_kombu.worker.failures import DeadLetterMiddleware
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery

@@ -36,11 +36,9 @@ in its message what to do about it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from wowevent_kombu.schemas.compatibility import Change
-    from wowevent_kombu.schemas.schema import Violation
+from wowevent_kombu.core.findings import Change, Violation
 
 
 def _restore(cls: type[WowEventError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:

@@ -22,7 +22,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from wowevent_kombu.core.errors import InvalidSchemaError
-from wowevent_kombu.schemas.diff import Change, breaking_changes
+from wowevent_kombu.core.findings import Change
+from wowevent_kombu.schemas.diff import breaking_changes
 from wowevent_kombu.schemas.schema import EventSchema
 
 __all__ = [

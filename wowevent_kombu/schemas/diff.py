@@ -9,7 +9,6 @@ accepts. It is conservative: a keyword it does not analyse (``oneOf``, ``if``, `
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from wowevent_kombu.core.findings import Change
 from wowevent_kombu.schemas.schema import EventSchema, canonical_json, validator_class
 
 _TYPES = ("array", "boolean", "null", "number", "object", "string")
@@ -39,29 +39,6 @@ _HANDLED = frozenset(
      "maxItems", "uniqueItems", "properties", "required", "additionalProperties",
      "minProperties", "maxProperties"}
 )  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class Change:
-    """One change that breaks compatibility.
-
-    Attributes:
-        path: JSON path in the data where it bites (``$.customer.email``, ``$.items[*]``).
-        kind: A stable name for the rule (``required-added``, ``type-narrowed``, ...).
-        description: The change in words, naming both versions.
-        direction: ``backward`` (the new version rejects old data) or ``forward`` (the old
-            version rejects new data).
-        against: The earlier version it was compared with.
-    """
-
-    path: str
-    kind: str
-    description: str
-    direction: str = ""
-    against: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.description} [{self.kind}]"
 
 
 def breaking_changes(writer: EventSchema, reader: EventSchema) -> list[Change]:

@@ -27,6 +27,7 @@ from jsonschema.validators import validator_for
 
 from wowevent_kombu.core.errors import InvalidEventTypeError, InvalidSchemaError
 from wowevent_kombu.core.event import encode_json, validate_event_type
+from wowevent_kombu.core.findings import Violation
 
 _SEMVER = re.compile(
     r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
@@ -204,30 +205,6 @@ class EventSchema:
                 '{"type": ..., "version": ..., "schema": {...}}'
             )
         return cls(chosen_type, chosen_version, document)
-
-
-@dataclasses.dataclass(frozen=True)
-class Violation:
-    """One way an event's data breaks its schema.
-
-    Attributes:
-        path: JSON path of the offending value in the data (``$.items[0].sku``).
-        message: What is wrong, as ``jsonschema`` words it.
-        keyword: The schema keyword that failed (``required``, ``format``, ...).
-        schema_path: Where that keyword sits in the schema document.
-    """
-
-    path: str
-    message: str
-    keyword: str
-    schema_path: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message} [{self.keyword}]"
-
-    def as_dict(self) -> dict[str, str]:
-        """JSON-friendly form (for logs, the CLI and dead-letter records)."""
-        return dataclasses.asdict(self)
 
 
 def describe_violations(violations: list[Violation], limit: int = 20) -> str:
