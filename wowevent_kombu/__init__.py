@@ -49,7 +49,8 @@ from wowevent_kombu.log.replay import ReplayReport
 from wowevent_kombu.observability.health import HealthRules
 from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
 from wowevent_kombu.observability.telemetry import instrument
-from wowevent_kombu.schemas.registry import SchemaRecord, SchemaRegistry
+from wowevent_kombu.schemas.record import SchemaRecord
+from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.schema import EventSchema
 from wowevent_kombu.schemas.validation import SchemaValidation
 from wowevent_kombu.worker.failures import DeadLetterMiddleware

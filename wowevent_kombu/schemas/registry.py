@@ -12,7 +12,6 @@ version registered a moment ago never waits for the refresh.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -37,37 +36,10 @@ from wowevent_kombu.core.event import Event, validate_event_type
 from wowevent_kombu.core.nesting import MAX_DEPTH
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.schemas.compatibility import DEFAULT_MODE, check_compatibility, validate_mode
+from wowevent_kombu.schemas.record import SchemaRecord
 from wowevent_kombu.schemas.schema import CompiledSchema, EventSchema, SemVer, describe_violations
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class SchemaRecord:
-    """A registered schema with what the registry knows about its registration."""
-
-    schema: EventSchema
-    compatibility: str
-    registered_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for the CLI)."""
-        return {
-            "type": self.schema.type,
-            "version": self.schema.version,
-            "compatibility": self.compatibility,
-            "registered_at": self.registered_at,
-            "schema": self.schema.schema,
-        }
-
-
-def _decode(event_type: str, version: str, raw: bytes | str) -> SchemaRecord:
-    stored = json.loads(raw)
-    return SchemaRecord(
-        EventSchema(event_type, version, stored["schema"]),
-        stored.get("compatibility", ""),
-        stored.get("registered_at", ""),
-    )
 
 
 def _text(value: bytes | str) -> str:
@@ -176,13 +148,10 @@ class SchemaRegistry:
                     existing = self._records(pipe.hgetall(key), schema.type)
                     if not self._admissible(schema, existing, compatibility):
                         return False
-                    record = {
-                        "schema": schema.schema,
-                        "compatibility": compatibility,
-                        "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    }
+                    registered_at = datetime.now(UTC).isoformat(timespec="seconds")
+                    record = SchemaRecord(schema, compatibility, registered_at)
                     pipe.multi()
-                    pipe.hset(key, schema.version, json.dumps(record, separators=(",", ":")))
+                    pipe.hset(key, schema.version, record.to_stored())
                     pipe.sadd(self._types_key, schema.type)
                     pipe.incr(self._counter_key)
                     pipe.execute()
@@ -265,7 +234,7 @@ class SchemaRegistry:
     def _records(self, raw: dict[Any, Any], event_type: str) -> list[SchemaRecord]:
         out = []
         for version, value in raw.items():
-            out.append(_decode(event_type, _text(version), value))
+            out.append(SchemaRecord.from_stored(event_type, _text(version), value))
         out.sort(key=lambda r: r.schema.semver)
         return out
 
@@ -335,7 +304,7 @@ class SchemaRegistry:
             return found
         raw = self._client.hget(names.schema_versions_key(self.namespace, event_type), version)
         if raw is not None:
-            schema = _decode(event_type, version, raw).schema
+            schema = SchemaRecord.from_stored(event_type, version, raw).schema
         else:
             # The same version may be stored with other build metadata (1.0.0 vs 1.0.0+b7).
             history = self.history(event_type)
