@@ -10,6 +10,9 @@ reader may reject such an instance; each mode picks who reads whom:
 - ``full``: both; ``none``: nothing is checked;
 - ``*_transitive``: the same against every earlier version, not only the latest.
 
+:func:`admit` adds the registry's own rules to the mode's: a registered version never changes,
+and versions are added in increasing order.
+
 The analysis (:mod:`wowevent_kombu.schemas.diff`) is conservative: a keyword it does not analyse
 (``oneOf``, ``if``, ``prefixItems``, a changed ``patternProperties``, ...) must be unchanged,
 or the change is reported as one that cannot be checked. ``docs/schemas.md`` lists every rule
@@ -21,7 +24,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from wowevent_kombu.core.errors import InvalidSchemaError
+from wowevent_kombu.core.errors import (
+    IncompatibleSchemaError,
+    InvalidSchemaError,
+    SchemaConflictError,
+)
 from wowevent_kombu.core.findings import Change
 from wowevent_kombu.schemas.diff import breaking_changes
 from wowevent_kombu.schemas.schema import EventSchema
@@ -30,6 +37,7 @@ __all__ = [
     "DEFAULT_MODE",
     "MODES",
     "Change",
+    "admit",
     "breaking_changes",
     "check_compatibility",
     "validate_mode",
@@ -88,3 +96,47 @@ def check_compatibility(
                 for c in breaking_changes(writer, reader)
             ]
     return changes
+
+
+def admit(new: EventSchema, existing: Sequence[EventSchema], mode: str) -> bool:
+    """Whether ``new`` may join the registered versions ``existing`` under ``mode``.
+
+    Returns:
+        True when it may be stored, False when it is already registered with the same document.
+
+    Raises:
+        InvalidSchemaError: unknown compatibility mode.
+        SchemaConflictError: the version exists with another document, or is not newer than
+            every version in ``existing`` (versions are append-only).
+        IncompatibleSchemaError: the mode refuses the change; ``changes`` names each one.
+    """
+    for other in existing:
+        if other.semver == new.semver:
+            if other.fingerprint == new.fingerprint:
+                return False
+            raise SchemaConflictError(
+                f"schema {new.type} {other.version} is already registered with a "
+                "different document; versions never change: register it as a new version",
+                event_type=new.type,
+                version=new.version,
+            )
+    if existing:
+        latest = max(existing, key=lambda s: s.semver)
+        if new.semver < latest.semver:
+            raise SchemaConflictError(
+                f"schema {new.type} {new.version} is older than the latest registered "
+                f"version {latest.version}; versions are added in increasing order",
+                event_type=new.type,
+                version=new.version,
+            )
+    changes = check_compatibility(mode, new, existing)
+    if changes:
+        lines = "\n".join(f"  against {c.against} ({c.direction}): {c}" for c in changes)
+        raise IncompatibleSchemaError(
+            f"schema {new.type} {new.version} is not {mode} compatible:\n{lines}",
+            event_type=new.type,
+            version=new.version,
+            mode=mode,
+            changes=changes,
+        )
+    return True
