@@ -23,7 +23,7 @@ from wowevent_kombu.worker.middleware import Middleware
 
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
-    from wowevent_kombu.worker.subscriber import SubscriberTask
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -141,7 +141,7 @@ class MetricsMiddleware(Middleware):
         self.metrics = metrics
         self.sink = sink
 
-    def before_handle(self, task: SubscriberTask, event: Event) -> None:
+    def before_handle(self, task: DeliveryTask, event: Event) -> None:
         now = time.time()
         task.request.wowevent_started = (now, time.perf_counter())
         latency = seconds_since(event.time, now)
@@ -149,7 +149,7 @@ class MetricsMiddleware(Middleware):
         self.metrics.timings(task.wowevent_subscriber)[0].observe(latency)
 
     def after_handle(
-        self, task: SubscriberTask, event: Event, *, result: Any, exc: BaseException | None
+        self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
     ) -> None:
         started = getattr(task.request, "wowevent_started", None)
         if started is None:
@@ -165,16 +165,16 @@ class MetricsMiddleware(Middleware):
             # Celery calls neither on_failure nor on_success for a rejected delivery.
             self._finish(task, "rejected")
 
-    def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
+    def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         self._finish(task, "succeeded")
 
     def on_retry(
-        self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
+        self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
     ) -> None:
         self._finish(task, "retried")
 
     def on_failure(
-        self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
+        self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
     ) -> None:
         # Refused as invalid: not a CloudEvent at all (no event), or data breaking its schema.
         if isinstance(exc, EventValidationError) or (
@@ -188,7 +188,7 @@ class MetricsMiddleware(Middleware):
             outcome = "failed"
         self._finish(task, outcome)
 
-    def _finish(self, task: SubscriberTask, outcome: str) -> None:
+    def _finish(self, task: DeliveryTask, outcome: str) -> None:
         name = task.wowevent_subscriber
         self.metrics.record_outcome(name, outcome)
         if self.sink is not None:

@@ -47,7 +47,7 @@ from wowevent_kombu.worker.middleware import Middleware
 
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
-    from wowevent_kombu.worker.subscriber import SubscriberTask
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,11 @@ class DeadLetterMiddleware(Middleware):
         self._retention = dict(retention or {})
         self._history_ttl = history_ttl
 
-    def before_handle(self, task: SubscriberTask, event: Event) -> None:
+    def before_handle(self, task: DeliveryTask, event: Event) -> None:
         setattr(task.request, _STARTED, time.time())
 
     def after_handle(
-        self, task: SubscriberTask, event: Event, *, result: Any, exc: BaseException | None
+        self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
     ) -> None:
         if exc is None:
             return
@@ -123,7 +123,7 @@ class DeadLetterMiddleware(Middleware):
         original = _original(exc)
         setattr(task.request, _FAILURE, self._attempt(task, original, None))
 
-    def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
+    def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         if not task.request.retries:
             return  # no earlier failure, no history: no round trip on the common path
         store = self._store()
@@ -135,7 +135,7 @@ class DeadLetterMiddleware(Middleware):
             log.warning("could not drop the retry history of %s; it expires", task.request.id)
 
     def before_retry(
-        self, task: SubscriberTask, event: Event | None, exc: BaseException | None, einfo: Any
+        self, task: DeliveryTask, event: Event | None, exc: BaseException | None, einfo: Any
     ) -> None:
         # Before the retry is sent: a retry run by another worker (or pool child) that fails
         # for good reads this history, and must not find it missing this attempt.
@@ -155,7 +155,7 @@ class DeadLetterMiddleware(Middleware):
             log.exception("could not keep the history of attempt %d of %s", attempt.number, key)
 
     def on_failure(
-        self, task: SubscriberTask, event: Event | None, exc: BaseException, einfo: Any
+        self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
     ) -> None:
         if isinstance(exc, DeadLetterWriteError):
             raise exc  # Celery re-runs on_failure with our own error: do not record that.
@@ -187,7 +187,7 @@ class DeadLetterMiddleware(Middleware):
 
     def _record(
         self,
-        task: SubscriberTask,
+        task: DeliveryTask,
         store: DeadLetterStore,
         event: Event | None,
         exc: BaseException,
@@ -214,7 +214,7 @@ class DeadLetterMiddleware(Middleware):
         )
 
     @staticmethod
-    def _attempt(task: SubscriberTask, exc: BaseException | None, einfo: Any) -> Attempt:
+    def _attempt(task: DeliveryTask, exc: BaseException | None, einfo: Any) -> Attempt:
         request = task.request
         number = int(request.retries or 0) + 1
         stashed = getattr(request, _FAILURE, None)
