@@ -34,8 +34,9 @@ from kombu import Connection, Producer
 from kombu.exceptions import OperationalError
 
 from wowevent_kombu.brokers.amqp import topology as amqptopology
-from wowevent_kombu.brokers.base import Outgoing, redis_error, unroutable_error
+from wowevent_kombu.brokers.outgoing import Outgoing, unroutable_error
 from wowevent_kombu.brokers.redis.atomic import Command, PinnedTransactions
+from wowevent_kombu.brokers.redis.errors import redis_error
 from wowevent_kombu.brokers.redis.logscript import LogAppender, LogWriter
 from wowevent_kombu.brokers.redis.publishscript import PUBLISH, PublishCall
 from wowevent_kombu.core import names, wire

@@ -20,7 +20,7 @@ from wowevent_kombu.core import names
 from wowevent_kombu.core.settings import Settings
 
 if TYPE_CHECKING:
-    from wowevent_kombu.brokers.base import Outgoing
+    from wowevent_kombu.brokers.outgoing import Outgoing
 
 BUCKETS = 24
 """The event-id index and processed-id sets are split into about this many time buckets."""
