@@ -19,7 +19,7 @@ from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
 from wowevent_kombu.worker.subscriber import Handler
 
 if TYPE_CHECKING:
-    from wowevent_kombu.bus import EventBus
+    from wowevent_kombu.worker.busview import BusView
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _POLL = 1.0
 
 
 def run_consumer(
-    bus: EventBus,
+    bus: BusView,
     handlers: Mapping[str, Handler],
     *,
     group: str,

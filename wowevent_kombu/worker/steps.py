@@ -24,7 +24,7 @@ from wowevent_kombu.core.errors import ConfigurationError, WowEventError
 from wowevent_kombu.worker.subscriber import Subscriber
 
 if TYPE_CHECKING:
-    from wowevent_kombu.bus import EventBus
+    from wowevent_kombu.worker.busview import BusView
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def limit_compression(app: Celery, max_event_bytes: int) -> None:
     conf.broker_transport_options = options
 
 
-def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
+def make_bootstep(bus: BusView) -> type[bootsteps.StartStopStep]:
     """A worker bootstep class bound to ``bus`` (one per bus, so no global registry is needed)."""
 
     class WowEventStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -211,7 +211,7 @@ def make_bootstep(bus: EventBus) -> type[bootsteps.StartStopStep]:
     return WowEventStep
 
 
-def make_binding_step(bus: EventBus) -> type[bootsteps.StartStopStep]:
+def make_binding_step(bus: BusView) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that binds the subscribers each time the worker (re)connects.
 
     Running after the broker connection is up lets a worker start while Redis is still down,
@@ -250,7 +250,7 @@ def _idle_tick() -> None:
     """Nothing: the timer only makes the worker's event loop look at its state every second."""
 
 
-def attach_queues(app: Celery, bus: EventBus) -> None:
+def attach_queues(app: Celery, bus: BusView) -> None:
     """Make the worker consume every subscriber queue it was not told to leave out.
 
     With ``-Q`` the worker consumes only the named queues, so a subscriber queue is consumed
