@@ -4,7 +4,8 @@ Layout (keys from :mod:`wowevent_kombu.core.names`): a HASH ``<exchange>:dlq:rec
 id to the record as JSON, and a ZSET ``<exchange>:dlq:index`` orders the ids by last failure
 time. The record id is the failed delivery's Celery task id, which is unique per (event,
 subscriber, re-drive); writing the same delivery twice (a crash between the write and the ack)
-overwrites one record instead of adding a second.
+overwrites one record instead of adding a second. Re-driving records to their subscribers is
+:mod:`wowevent_kombu.deadletters.redrive`.
 """
 
 from __future__ import annotations
@@ -16,45 +17,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 
-from wowevent_kombu.brokers.redis import bell
 from wowevent_kombu.core import names, wire
-from wowevent_kombu.core.errors import DeadLetterError, InvalidFilterError, UnknownDeadLetterError
+from wowevent_kombu.core.errors import InvalidFilterError, UnknownDeadLetterError
 from wowevent_kombu.deadletters.record import REASONS, DeadLetter, DeadLetterFilter, as_epoch
+from wowevent_kombu.deadletters.redrive import Redriver, Target
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
 """Records read or re-driven per Redis round trip in bulk operations."""
-
-# Re-drive is conditional on the record still being there (two operators, or a retry racing a purge,
-# must not deliver it twice), which MULTI/EXEC cannot express; a script is just as atomic. Each push
-# rings the queue's bell (wowevent_kombu.brokers.redis.bell), the last two ARGV being the token and
-# the most tokens a bell holds. KEYS: records, index, queue..., the queues' bells in the same order;
-# ARGV: (id, queue number, message) triples, token, most tokens. Queue number 0: the message was
-# already sent elsewhere (a RabbitMQ broker), only the record is removed.
-_REDRIVE = """
-local queues = (#KEYS - 2) / 2
-local token, most = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
-local moved = {}
-for i = 1, #ARGV - 2, 3 do
-  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
-    local n = tonumber(ARGV[i + 1])
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    if n > 0 then
-      redis.call('LPUSH', KEYS[2 + n], ARGV[i + 2])
-      redis.call('LPUSH', KEYS[2 + queues + n], token)
-      redis.call('LTRIM', KEYS[2 + queues + n], 0, most - 1)
-    end
-    moved[#moved + 1] = ARGV[i]
-  end
-end
-return moved
-"""
-
 
 # A script rather than MULTI/EXEC: EXEC runs every queued command even when one fails, so a
 # refused HSET would still index a record that does not exist. Here the HSET failing stops it.
@@ -62,16 +37,6 @@ _WRITE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 """
-
-
-class _Target(NamedTuple):
-    """What a re-drive needs of a record."""
-
-    id: str
-    subscriber: str
-    event_id: str | None
-    event_type: str | None
-    event: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,14 +89,20 @@ class DeadLetterStore:
         send: Callable[[Mapping[str, Sequence[str]]], object] | None = None,
     ) -> None:
         self._client = client
-        self._send = send
         self.exchange = exchange
-        self._known = known_subscribers
-        self._sender = sender or wire.origin()
         self._records = names.dead_letter_records_key(exchange)
         self._index = names.dead_letter_index_key(exchange)
-        self._redrive = client.register_script(_REDRIVE)
         self._write = client.register_script(_WRITE)
+        self._redriver = Redriver(
+            client,
+            exchange,
+            records_key=self._records,
+            index_key=self._index,
+            known_subscribers=known_subscribers,
+            sender=sender or wire.origin(),
+            send=send,
+            chunk=CHUNK,
+        )
 
     @property
     def client(self) -> redis.Redis:
@@ -316,8 +287,8 @@ class DeadLetterStore:
             DeadLetterError: a record's subscriber is no longer bound.
         """
         records = [self.get(record_id) for record_id in dict.fromkeys(record_ids)]
-        targets = [_Target(r.id, r.subscriber, r.event_id, r.event_type, r.event) for r in records]
-        return self._redrive_records(targets, dry_run=dry_run)
+        targets = [Target(r.id, r.subscriber, r.event_id, r.event_type, r.event) for r in records]
+        return self._redriver.redrive(targets, dry_run=dry_run)
 
     def retry_all(
         self,
@@ -331,75 +302,18 @@ class DeadLetterStore:
         ``progress`` is called with the number of records handled after each chunk.
         """
         targets = [
-            _Target(
-                d["id"], d["subscriber"], d.get("event_id"), d.get("event_type"), d.get("event")
-            )
+            Target(d["id"], d["subscriber"], d.get("event_id"), d.get("event_type"), d.get("event"))
             for _, d in self._scan(flt or DeadLetterFilter())
         ]
-        return self._redrive_records(targets, dry_run=dry_run, progress=progress)
-
-    def _redrive_records(
-        self,
-        records: Sequence[_Target],
-        *,
-        dry_run: bool,
-        progress: Callable[[int], None] | None = None,
-    ) -> builtins.list[str]:
-        known = set(self._known())
-        gone = sorted({r.subscriber for r in records} - known)
-        if gone:
-            raise DeadLetterError(
-                f"subscriber(s) {', '.join(gone)} are no longer bound on exchange "
-                f"{self.exchange!r}: nobody would consume a re-drive, so nothing was re-driven. "
-                "Deploy the subscriber again, or narrow the filter (--subscriber) / purge them"
-            )
-        if dry_run:
-            return [r.id for r in records]
-        moved: builtins.list[str] = []
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start : start + CHUNK]
-            queues: dict[str, int] = {}
-            argv: builtins.list[str] = []
-            sent: dict[str, builtins.list[str]] = {}
-            for record in chunk:
-                queue = names.queue_name(self.exchange, record.subscriber)
-                message = self._message(record)
-                if self._send is not None:
-                    sent.setdefault(queue, []).append(message)
-                    argv += [record.id, "0", ""]
-                    continue
-                number = queues.setdefault(queue, len(queues) + 1)
-                argv += [record.id, str(number), message]
-            if self._send is not None:
-                self._send(sent)
-            bells = [names.bell_key(queue) for queue in queues]
-            argv += [bell.TOKEN, str(bell.MOST_TOKENS)]
-            done = self._redrive(keys=[self._records, self._index, *queues, *bells], args=argv)
-            moved += self._decode(done)
-            if progress is not None:
-                progress(len(chunk))
-        return moved
+        return self._redriver.redrive(targets, dry_run=dry_run, progress=progress)
 
     def redrive_message(self, record: DeadLetter) -> str:
         """The Celery task message that re-drives ``record`` to its subscriber.
 
         The task id is fresh (derived from the record id), and the retry count starts at 0.
         """
-        return self._message(
-            _Target(record.id, record.subscriber, record.event_id, record.event_type, record.event)
-        )
-
-    def _message(self, record: _Target) -> str:
-        text = json.dumps(record.event, separators=(",", ":"), ensure_ascii=False)
-        prepared = wire.prepare(text, event_type=record.event_type or "")
-        return wire.task_message(
-            prepared,
-            task=names.task_name(record.subscriber),
-            task_id=names.task_id(
-                record.event_id or record.id, record.subscriber, names.redrive_tag(record.id)
-            ),
-            queue=names.queue_name(self.exchange, record.subscriber),
-            sender=self._sender,
+        return self._redriver.message(
+            Target(record.id, record.subscriber, record.event_id, record.event_type, record.event)
         )
 
     def purge(
