@@ -15,9 +15,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
@@ -32,9 +32,19 @@ from wowevent_kombu.core.errors import (
 from wowevent_kombu.core.matcher import TopicMatcher
 from wowevent_kombu.log.eventlog import EventLog, RawEntry, Selection, split_position
 from wowevent_kombu.log.pace import Clock, Pace, Speed, parse_speed
+from wowevent_kombu.log.replayreport import (
+    ReplayReport,
+    progress_share,
+    report_from_record,
+    stop_reason,
+    time_span,
+)
 
 if TYPE_CHECKING:
-    from wowevent_kombu.bus import EventBus
+    from wowevent_kombu.brokers.base import Transport
+    from wowevent_kombu.core.settings import Settings
+
+__all__ = ["BATCH", "ReplayBus", "ReplayReport", "Replayer"]
 
 log = logging.getLogger(__name__)
 
@@ -42,39 +52,23 @@ BATCH = 1000
 """Events per transaction when replaying at full speed."""
 
 
-@dataclasses.dataclass
-class ReplayReport:
-    """What a replay did (or, with ``dry_run``, would do).
-
-    Attributes:
-        replay_id: Resume an interrupted replay with it.
-        status: ``done``, ``interrupted`` (Ctrl-C), ``failed`` (see ``error``) or ``dry-run``;
-            ``running`` in Redis while it runs, or when it stopped with Redis unreachable.
-        scanned: Events of the selection read from the log.
-        delivered: Deliveries per chosen subscriber.
-        skipped: Scanned events that no chosen subscriber's current patterns match.
-        duration: Seconds spent (this run only, when resumed).
-        position: The last log position whose deliveries were sent.
-        error: Why a ``failed`` replay stopped (exception type and message).
-    """
-
-    replay_id: str
-    status: str
-    scanned: int = 0
-    delivered: dict[str, int] = dataclasses.field(default_factory=dict)
-    skipped: int = 0
-    duration: float = 0.0
-    position: str | None = None
-    error: str | None = None
+class ReplayBus(Protocol):
+    """What a replay needs of the bus (:class:`wowevent_kombu.bus.EventBus` passes itself)."""
 
     @property
-    def total_delivered(self) -> int:
-        """Deliveries summed over subscribers."""
-        return sum(self.delivered.values())
+    def exchange(self) -> str:
+        """The exchange whose log is replayed."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {**dataclasses.asdict(self), "total_delivered": self.total_delivered}
+    @property
+    def settings(self) -> Settings:
+        """The bus's settings (a replay's record expires with ``log_max_age``)."""
+
+    @property
+    def transport(self) -> Transport:
+        """The broker the deliveries go through (:meth:`Transport.push_commands`)."""
+
+    def bindings(self) -> dict[str, list[str]]:
+        """Every bound subscriber and its current patterns."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +81,7 @@ class _Target:
 class Replayer:
     """Runs replays of one bus's log (``bus.replay`` is the front door)."""
 
-    def __init__(self, bus: EventBus, eventlog: EventLog) -> None:
+    def __init__(self, bus: ReplayBus, eventlog: EventLog) -> None:
         self.bus = bus
         self.log = eventlog
         self.client = eventlog.client
@@ -173,7 +167,7 @@ class Replayer:
                 replay_id=replay_id,
             )
         selection = json.loads(record["selection"])
-        report = self._recorded(replay_id, record, selection["subscribers"])
+        report = report_from_record(replay_id, record, selection["subscribers"])
         if record.get("status") == "done":
             return report
         targets = self._targets(selection["subscribers"])
@@ -198,17 +192,6 @@ class Replayer:
     def _read(self, key: str) -> dict[str, str]:
         found: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in found.items()}
-
-    def _recorded(self, replay_id: str, record: Mapping[str, str], subs: list[str]) -> ReplayReport:
-        return ReplayReport(
-            replay_id,
-            record.get("status", "running"),
-            scanned=int(record.get("scanned", 0)),
-            delivered={s: int(record.get(f"delivered:{s}", 0)) for s in subs},
-            skipped=int(record.get("skipped", 0)),
-            position=record.get("position") or None,
-            error=record.get("error") or None,
-        )
 
     def _targets(self, subscribers: Sequence[str] | None) -> list[_Target]:
         if subscribers is not None and not subscribers:
@@ -247,7 +230,7 @@ class Replayer:
         batch = _Batch()
         clock = Clock(pace, began)
         try:
-            span = _span(chosen, self.log.first_position())
+            span = time_span(chosen, self.log.first_position())
             for raw in self.log.scan(chosen):
                 chosen_targets = [t for t in targets if force or t.matcher.match(raw.type)]
                 due = clock.due(raw.position) if chosen_targets else None
@@ -275,7 +258,7 @@ class Replayer:
         """Record that the replay stopped (``interrupted`` or ``failed``); the error to raise."""
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = "interrupted" if interrupted else "failed"
-        reason = None if interrupted else _reason(exc)
+        reason = None if interrupted else stop_reason(exc)
         key = names.replay_key(self.exchange, report.replay_id)
         fields: dict[Any, str] = {"status": status, "stopped_at": datetime.now(UTC).isoformat()}
         if reason is not None:
@@ -284,7 +267,7 @@ class Replayer:
         try:
             self.client.hset(key, mapping=fields)
             # Redis has the truth: a batch whose EXEC was sent as the replay stopped committed.
-            recorded = self._recorded(report.replay_id, self._read(key), list(report.delivered))
+            recorded = report_from_record(report.replay_id, self._read(key), list(report.delivered))
             recorded.duration = report.duration
             report = recorded
         except redis.RedisError as lost:
@@ -360,7 +343,7 @@ class Replayer:
         report.position = batch.position or report.position
         batch.clear()
         if progress is not None:
-            progress(report, _fraction(report.position, span, final))
+            progress(report, progress_share(report.position, span, final))
 
 
 @dataclasses.dataclass
@@ -378,34 +361,9 @@ class _Batch:
         self.delivered = {}
 
 
-def _reason(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line and at most 300 characters."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _pos(position: tuple[int, int] | None) -> str | None:
     return None if position is None else f"{position[0]}-{position[1]}"
 
 
 def _unpos(text: str | None) -> tuple[int, int] | None:
     return None if not text else split_position(text)
-
-
-def _span(chosen: Selection, first: str | None) -> tuple[int, int]:
-    oldest = split_position(first) if first else (0, 0)
-    low = max(chosen.start or (0, 0), chosen.after or (0, 0), oldest)[0]
-    return low, (chosen.end or (low, 0))[0]
-
-
-def _fraction(position: str | None, span: tuple[int, int], final: bool) -> float:
-    """Share of the selection's time span covered so far (for progress bars)."""
-    if final:
-        return 1.0
-    if position is None:
-        return 0.0
-    low, high = span
-    if low == 0:
-        return 0.0
-    ms = split_position(position)[0]
-    return min(1.0, max(0.0, (ms - low) / max(1, high - low)))
