@@ -1,30 +1,14 @@
-"""Failure bookkeeping: each attempt's story, and the dead-letter write before the message is acked.
+"""The dead-letter middleware: each failed attempt's story, and the record before the ack.
 
-Where Celery calls us, and why that is before the acknowledgement:
-
-* An ordinary failure runs ``Task.on_failure`` inside ``celery.app.trace`` (in the pool child
-  for prefork, in the worker itself for solo); only when the trace has returned does the worker's
-  main process call ``Request.on_failure``, which acks a late-ack message. The record is written
-  in ``Task.on_failure``, so it exists before the ack.
-* A pool child killed past ``max_retries`` never runs ``Task.on_failure``: the main process gets
-  a ``WorkerLostError`` in ``Request.on_failure``, acks the message, and only then sends the
-  ``task_failure`` signal. :class:`SubscriberRequest` therefore runs the failure hooks itself
-  before handing over to Celery's ``on_failure``.
-* A hard time limit kills the child too. billiard reports it to ``Request.on_failure`` (which
-  acks) before ``Request.on_timeout`` (which runs ``Task.on_failure``, without the request on
-  the task's stack). With retries left (and ``retry_on_worker_lost``, the subscriber default)
-  :class:`SubscriberRequest` sends a counted retry, as for a lost child; at the last attempt it
-  runs the hooks in ``on_failure``, before the ack. Either way it marks the request so
-  ``on_timeout`` does not run them again.
-* If the record cannot be written the middleware raises :class:`DeadLetterWriteError`;
-  :class:`SubscriberRequest` then requeues the message (at the tail of the subscriber's queue)
-  instead of acking it; if Redis refuses that too, the message stays unacked and Redis restores
-  it after the visibility timeout. Either way the event is not lost.
+Each failed attempt that Celery retries is appended to the delivery's retry history
+(:mod:`wowevent_kombu.deadletters.history`) before the retry is sent; the final failure reads
+the history back and writes the dead-letter record in ``Task.on_failure``, which runs before
+Celery acknowledges the message. Where Celery's worker calls these hooks, and what happens when
+the record cannot be written, is told in :mod:`wowevent_kombu.worker.request`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -32,14 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
-from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from billiard.exceptions import WorkerLostError
 from celery.exceptions import Retry
-from celery.worker.request import Request
 
-from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import DeadLetterWriteError, InvalidEventError, Reject
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
+from wowevent_kombu.deadletters.history import HISTORY_TTL, RetryHistory
 from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.observability.metrics import DEAD_LETTERED_MARK
@@ -51,14 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HISTORY_TTL = 24 * 3600
-"""Seconds a delivery's attempt history outlives its last retry. Each retry's countdown must
-stay below the visibility timeout (checked at worker start), so a day is far beyond any gap."""
-
 _STARTED = "wowevent_started_at"
 _FAILURE = "wowevent_failure"
-FAILURE_HANDLED = "wowevent_failure_handled"
-"""Request attribute set once the failure hooks ran in the main process (so not again)."""
 
 
 def qualified_name(exc: BaseException) -> str:
@@ -130,7 +106,7 @@ class DeadLetterMiddleware(Middleware):
         if store is None:
             return
         try:
-            store.client.delete(names.retry_history_key(store.exchange, str(task.request.id)))
+            self._history(store).drop(str(task.request.id))
         except redis.RedisError:
             log.warning("could not drop the retry history of %s; it expires", task.request.id)
 
@@ -143,16 +119,18 @@ class DeadLetterMiddleware(Middleware):
         if store is None:
             return
         attempt = self._attempt(task, exc, einfo)
-        key = names.retry_history_key(store.exchange, str(task.request.id))
-        pipe = store.client.pipeline(transaction=True)
-        pipe.rpush(key, json.dumps(attempt.to_dict()))
-        pipe.expire(key, self._history_ttl)
+        history = self._history(store)
+        task_id = str(task.request.id)
         try:
-            pipe.execute()
+            history.append(task_id, attempt)
         except redis.RedisError:
             # Raising would stop a retry the delivery is due: the record will miss this
             # attempt's story, nothing else.
-            log.exception("could not keep the history of attempt %d of %s", attempt.number, key)
+            log.exception(
+                "could not keep the history of attempt %d of %s",
+                attempt.number,
+                history.key(task_id),
+            )
 
     def on_failure(
         self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
@@ -195,10 +173,9 @@ class DeadLetterMiddleware(Middleware):
     ) -> DeadLetter:
         request = task.request
         task_id = str(request.id)
-        key = names.retry_history_key(store.exchange, task_id)
         # The history is left to expire, not deleted: if the worker dies before the ack, the
         # redelivered run rebuilds the same record from it.
-        earlier = [Attempt.from_dict(json.loads(r)) for r in store.client.lrange(key, 0, -1)]
+        earlier = self._history(store).attempts(task_id)
         final = self._attempt(task, exc, einfo)
         attempts = {a.number: a for a in (*earlier, final)}
         document = (request.kwargs or {}).get(EVENT_KWARG)
@@ -212,6 +189,9 @@ class DeadLetterMiddleware(Middleware):
             attempts=tuple(attempts[n] for n in sorted(attempts)),
             replayed=bool(getattr(request, REPLAY_HEADER, False)),
         )
+
+    def _history(self, store: DeadLetterStore) -> RetryHistory:
+        return RetryHistory(store.client, store.exchange, ttl=self._history_ttl)
 
     @staticmethod
     def _attempt(task: DeliveryTask, exc: BaseException | None, einfo: Any) -> Attempt:
@@ -239,120 +219,3 @@ class DeadLetterMiddleware(Middleware):
 def _field(document: Any, name: str) -> str | None:
     value = document.get(name) if isinstance(document, dict) else None
     return value if isinstance(value, str) else None
-
-
-class SubscriberRequest(Request):  # type: ignore[misc]
-    """The worker-side request of subscriber tasks: failure hooks run before Celery acks.
-
-    Runs in the worker's main process. Two cases differ from Celery's own ``on_failure``:
-
-    * the pool child died (``WorkerLostError``) and Celery will not retry it, or a hard time
-      limit killed it: the subscriber's ``on_failure`` hooks run here, before the ack, since
-      the dead child never ran them;
-    * the dead-letter record could not be written (:class:`DeadLetterWriteError`): the message
-      is requeued, not acked.
-    """
-
-    def on_timeout(self, soft: bool, timeout: float) -> Any:
-        if soft:
-            return super().on_timeout(soft, timeout)
-        # Celery calls Task.on_failure here without the request on the task's stack; our
-        # on_failure already ran the hooks, and the flag on the pushed request skips them.
-        self.task.request_stack.push(self._context)
-        try:
-            return super().on_timeout(soft, timeout)
-        finally:
-            self.task.request_stack.pop()
-
-    def on_failure(
-        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
-    ) -> Any:
-        exc = exc_info.exception
-        if isinstance(exc, ExceptionWithTraceback):
-            exc = exc.exc
-        if isinstance(exc, DeadLetterWriteError):
-            return self._requeue(exc)
-        if isinstance(exc, TimeLimitExceeded) and self._retry_time_limit(exc, exc_info):
-            return None
-        lost = isinstance(exc, WorkerLostError) or (
-            isinstance(exc, SystemExit | KeyboardInterrupt)
-            and not (self._already_cancelled or self._already_revoked)
-        )
-        # A hard time limit reaches on_failure (which acks) before on_timeout: record it here.
-        if (lost and self._final_loss()) or isinstance(exc, TimeLimitExceeded):
-            if isinstance(exc, SystemExit | KeyboardInterrupt):
-                exc_info = self._worker_lost_info(exc)
-                exc = exc_info.exception
-                if isinstance(exc, ExceptionWithTraceback):
-                    exc = exc.exc
-            context = self._context
-            self.task.request_stack.push(context)
-            try:
-                self.task.on_failure(exc, self.id, self.args, self.kwargs, exc_info)
-            except Exception as error:
-                return self._requeue(error)
-            finally:
-                setattr(context, FAILURE_HANDLED, True)
-                self.task.request_stack.pop()
-        return super().on_failure(exc_info, send_failed_event, return_ok)
-
-    def _retry_time_limit(self, exc: BaseException, exc_info: Any) -> bool:
-        """Count a hard time limit as a retry, as Celery counts a lost pool child.
-
-        The limit kills the pool child, so nothing in the child could retry. With
-        ``retry_on_worker_lost`` (the subscriber default) and retries left, a retry is sent to
-        the subscriber's own queue after ``default_retry_delay`` and the delivery acked;
-        otherwise the caller dead-letters it.
-
-        Returns:
-            Whether the retry was sent.
-        """
-        task = self.task
-        max_retries = task.max_retries
-        if not task.retry_on_worker_lost or (
-            max_retries is not None and self._context.retries >= max_retries
-        ):
-            return False
-        # Celery's on_timeout runs Task.on_failure next: this flag keeps it from recording.
-        setattr(self._context, FAILURE_HANDLED, True)
-        if self._retry_worker_lost(exc, exc_info):
-            return True
-        setattr(self._context, FAILURE_HANDLED, False)
-        return False
-
-    def _retry_worker_lost(self, exc: BaseException, exc_info: Any) -> bool:
-        """Celery's retry of a lost (or time-limited) run, after the ``before_retry`` hooks."""
-        task = self.task
-        task.request_stack.push(self._context)
-        try:
-            task.wowevent_before_retry(self.kwargs, exc, exc_info)
-        finally:
-            task.request_stack.pop()
-        return bool(super()._retry_worker_lost(exc, exc_info))
-
-    def _requeue(self, exc: BaseException) -> None:
-        """Put the delivery back at the tail of its queue instead of acking an unrecorded loss.
-
-        If Redis refuses that too, the delivery stays unacknowledged and Redis restores it after
-        the visibility timeout.
-        """
-        log.error(
-            "task %s[%s]: the failure could not be recorded (%s); requeued for another run",
-            self.task_name, self.id, exc,
-        )  # fmt: skip
-        try:
-            self.reject(requeue=True)
-        except Exception:
-            log.exception(
-                "task %s[%s]: requeue failed; left unacknowledged", self.task_name, self.id
-            )
-
-    def _final_loss(self) -> bool:
-        """Whether Celery will give up on this delivery rather than retry or requeue it."""
-        task = self.task
-        max_retries = task.max_retries
-        exceeded = max_retries is not None and self._context.retries >= max_retries
-        if task.retry_on_worker_lost and not exceeded:
-            return False  # Celery sends a counted retry
-        # reject_on_worker_lost requeues (forever unless retries are exceeded).
-        return not (task.reject_on_worker_lost and not (task.retry_on_worker_lost and exceeded))

@@ -26,8 +26,8 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
-from wowevent_kombu.worker.failures import FAILURE_HANDLED, SubscriberRequest
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery, run_hooks
+from wowevent_kombu.worker.request import FAILURE_HANDLED, SubscriberRequest
 
 Handler = Callable[..., Any]
 
