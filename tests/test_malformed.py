@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from wowevent_kombu.brokers.redis.channel import MALFORMED_HEADER, SOURCE_QUEUE
+from wowevent_kombu.brokers.redis.entries import MALFORMED_HEADER, SOURCE_QUEUE
 from wowevent_kombu.worker.malformed import (
     RAW_LIMIT,
     MalformedEntries,

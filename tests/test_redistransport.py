@@ -13,6 +13,8 @@ from wowevent_kombu.brokers.redis.channel import (
     BELL_QUEUES_OPTION,
     COMPRESSION_OPTION,
     INFLATE_LIMIT_OPTION,
+)
+from wowevent_kombu.brokers.redis.entries import (
     MALFORMED_HEADER,
     QUARANTINE_CONTENT_TYPE,
     SOURCE_QUEUE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import hiredis
@@ -33,6 +33,20 @@ class LuaScript(NamedTuple):
     def of(cls, text: str) -> LuaScript:
         """The script ``text`` with its digest."""
         return cls(text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis's naming
+
+
+def run_script(
+    send: Callable[..., Any], script: LuaScript, keys: Sequence[str], args: Sequence[Any]
+) -> Any:
+    """Run ``script`` by its hash through ``send(*command)``; its reply.
+
+    A server that does not know the script yet answers ``NOSCRIPT`` having run nothing, and
+    the call is repeated once with ``EVAL``, which also caches the script for the next calls.
+    """
+    try:
+        return send("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return send("EVAL", script.text, len(keys), *keys, *args)
 
 
 def execute_atomic(

@@ -16,6 +16,10 @@ times out (``brpop_timeout``) and at that interval while busy. A bell holds at m
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from typing import Any
+
 from wowevent_kombu.brokers.redis.atomic import Command, LuaScript
 from wowevent_kombu.core.names import bell_key
 
@@ -28,6 +32,37 @@ MOST_TOKENS = 16
 One token would pass from worker to worker a pop at a time, and a worker whose prefetch is full
 keeps the token its pending wait already took; several let every worker pop in parallel.
 """
+
+
+def pop_call(
+    unacked: str,
+    unacked_index: str,
+    lists: Sequence[tuple[str, Sequence[str]]],
+    most: int,
+    record: Sequence[bool],
+) -> tuple[list[str], list[Any]]:
+    """``(keys, args)`` of :data:`POP` taking up to ``most`` messages, recorded now.
+
+    Args:
+        unacked: Kombu's unacked hash.
+        unacked_index: Kombu's unacked index.
+        lists: Each queue and its priority lists in Kombu's order (as many for every queue).
+        most: Most messages to take.
+        record: Per queue, whether to record its deliveries as unacknowledged.
+    """
+    keys = [unacked, unacked_index]
+    for queue, queue_lists in lists:
+        keys += [bell_key(queue), *queue_lists]
+    steps = len(lists[0][1]) if lists else 0
+    args: list[Any] = [repr(time.time()), MOST_TOKENS, TOKEN, steps, most]
+    return keys, [*args, *("1" if wanted else "0" for wanted in record)]
+
+
+def ring_call(lists: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[Any]]:
+    """``(keys, args)`` of :data:`RING` over each queue and its priority lists."""
+    keys = [k for queue, queue_lists in lists for k in (bell_key(queue), *queue_lists)]
+    steps = len(lists[0][1]) if lists else 0
+    return keys, [steps, MOST_TOKENS, TOKEN]
 
 
 def ring(queue: str) -> list[Command]:

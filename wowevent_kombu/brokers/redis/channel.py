@@ -3,171 +3,44 @@
 Kombu's Redis channel parses each popped entry with ``json.loads`` inside the worker's event
 loop: an entry that is not UTF-8 JSON, or JSON that is not a Kombu envelope, raises there and
 stops the worker ("Unrecoverable error"), and the entry, already popped, is gone. This channel
-checks each entry first and wraps one that is not a usable envelope in a *quarantine* envelope:
-its raw bytes as the body, the content type :data:`QUARANTINE_CONTENT_TYPE` (which no worker
-accepts, so Celery reports it as a decode error) and the problem in the ``wowevent_malformed``
-header. The worker's malformed-entry hooks (:mod:`wowevent_kombu.worker.malformed`) then record it.
+checks each entry first (:mod:`wowevent_kombu.brokers.redis.entries`) and wraps one that is not a
+usable envelope in a *quarantine* envelope, which the worker's malformed-entry hooks
+(:mod:`wowevent_kombu.worker.malformed`) then record.
 
-Every delivered envelope also gets the queue it was popped from in the property
-:data:`SOURCE_QUEUE`, since a hostile entry's own ``delivery_info`` cannot be trusted to say.
+For the bus's subscriber queues it also waits on their bells and pops and records each delivery
+in one atomic step (:mod:`wowevent_kombu.brokers.redis.bell`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from queue import Empty
-from time import monotonic, time
+from time import monotonic
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
-from kombu.utils.json import dumps, loads
-from redis.exceptions import NoScriptError
+from kombu.utils.json import dumps
 
-from wowevent_kombu.brokers.redis import bell
-from wowevent_kombu.brokers.redis.atomic import LuaScript
-from wowevent_kombu.brokers.redis.inflate import InflateError, bounded, content_type, inflate
+from wowevent_kombu.brokers.redis import bell, entries
+from wowevent_kombu.brokers.redis.atomic import LuaScript, run_script
+from wowevent_kombu.brokers.redis.entries import (
+    OTHER_INFLATE_LIMIT,
+    QUARANTINE_CONTENT_TYPE,
+    Compression,
+    parse_entry,
+)
+from wowevent_kombu.brokers.redis.qos import AtomicQoS
 from wowevent_kombu.core import names
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_CONTENT_TYPE = "application/x-wowevent-malformed"
-"""Content type of a quarantine envelope (never in any ``accept_content``)."""
-
-MALFORMED_HEADER = "wowevent_malformed"
-"""Header of a quarantine envelope: what was wrong with the entry."""
-
-SOURCE_QUEUE = "wowevent_queue"
-"""Envelope property: the Redis list the entry was popped from."""
-
-
-def envelope_problem(payload: Any) -> str | None:
-    """What stops Kombu from delivering ``payload`` as a message, or ``None`` if nothing does."""
-    if not isinstance(payload, dict):
-        return f"the entry is JSON but a {type(payload).__name__}, not a message envelope"
-    properties = payload.get("properties")
-    if not isinstance(properties, dict):
-        return "the envelope has no 'properties' object"
-    tag = properties.get("delivery_tag")
-    if not isinstance(tag, str) or not tag:
-        return "the envelope has no delivery_tag string"
-    info = properties.get("delivery_info")
-    if not isinstance(info, dict) or not all(
-        isinstance(info.get(key), str) for key in ("exchange", "routing_key")
-    ):
-        return "the envelope's delivery_info lacks exchange and routing_key strings"
-    if payload.get("headers") is not None and not isinstance(payload["headers"], dict):
-        return "the envelope's headers are not an object"
-    for key in ("content-type", "content-encoding"):
-        if payload.get(key) is not None and not isinstance(payload[key], str):
-            return f"the envelope's {key!r} is not a string"
-    body = payload.get("body")
-    if body is not None and not isinstance(body, str):
-        return "the envelope's body is not a string"
-    encoding = properties.get("body_encoding")
-    if encoding not in (None, "base64"):
-        return f"unknown body_encoding {encoding!r}"
-    if encoding == "base64" and body:
-        try:
-            base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            return "the body is not valid base64"
-    return None
-
-
-def quarantine(raw: bytes, queue: str, problem: str) -> dict[str, Any]:
-    """The envelope that carries a malformed entry's raw bytes to the worker's hooks."""
-    return {
-        "body": base64.b64encode(raw).decode("ascii"),
-        "content-type": QUARANTINE_CONTENT_TYPE,
-        "content-encoding": "binary",
-        "headers": {MALFORMED_HEADER: problem},
-        "properties": {
-            "delivery_tag": f"malformed-{uuid.uuid4().hex}",
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "body_encoding": "base64",
-            "priority": 0,
-            SOURCE_QUEUE: queue,
-        },
-    }
-
-
-OTHER_INFLATE_LIMIT = 64 * 1024 * 1024
-"""Most bytes a compressed body of a queue that is no bell queue may inflate to."""
-
-
-@dataclass(frozen=True)
-class Compression:
-    """What compressed bodies a queue takes, and how large they may inflate.
-
-    Attributes:
-        accept: Content types accepted (``None``: any codec Kombu knows).
-        limit: Most bytes a body may inflate to.
-    """
-
-    accept: frozenset[str] | None = None
-    limit: int = OTHER_INFLATE_LIMIT
-
-
-def inflated(payload: dict[str, Any], rules: Compression) -> str | None:
-    """Inflate a compressed envelope's body in place; what is wrong with it, or ``None``.
-
-    The inflated body replaces the compressed one and the ``compression`` header goes, so
-    Kombu never decompresses it again; a codec with no bounded decoder is left to Kombu.
-    """
-    headers = payload.get("headers") or {}
-    codec = headers.get("compression")
-    if codec is None:
-        return None
-    if not isinstance(codec, str):
-        return "the envelope's compression header is not a string"
-    name = content_type(codec)
-    if name is None:
-        return f"compressed with {codec!r}, which is no codec this worker knows"
-    if rules.accept is not None and name not in rules.accept:
-        enabled = ", ".join(sorted(rules.accept)) or "none"
-        return (
-            f"compressed with {name!r}, which this queue does not accept "
-            f"(enabled by task_compression: {enabled})"
-        )
-    if not bounded(name):
-        return None
-    if payload["properties"].get("body_encoding") != "base64":
-        return "a compressed body must be base64-encoded"
-    try:
-        body = inflate(base64.b64decode(payload.get("body") or ""), name, rules.limit)
-    except InflateError as exc:
-        return str(exc)
-    payload["body"] = base64.b64encode(body).decode("ascii")
-    del headers["compression"]
-    return None
-
-
-def parse_entry(
-    raw: bytes | str, queue: str, compression: Compression = Compression()
-) -> dict[str, Any]:
-    """A popped queue entry as a deliverable envelope (a quarantine one when it is unusable)."""
-    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-    try:
-        # Kombu's own loads, so accepted envelopes decode exactly as the stock channel would.
-        payload = loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return quarantine(data, queue, "the entry is not UTF-8 text")
-    except (ValueError, RecursionError):
-        return quarantine(data, queue, "the entry is not JSON")
-    problem = envelope_problem(payload) or inflated(payload, compression)
-    if problem is not None:
-        return quarantine(data, queue, problem)
-    payload["properties"][SOURCE_QUEUE] = queue
-    return payload  # type: ignore[no-any-return]
-
+# Defined in entries.py; the worker's malformed-entry hooks read them from here.
+MALFORMED_HEADER = entries.MALFORMED_HEADER
+SOURCE_QUEUE = entries.SOURCE_QUEUE
 
 POP_MOST = 16
 """Most messages one pop takes (fewer when the prefetch limit leaves less room)."""
@@ -186,26 +59,6 @@ COMPRESSION_OPTION = "wowevent_compression"
 
 INFLATE_LIMIT_OPTION = "wowevent_inflate_limit"
 """Transport option: most bytes a bell queue's compressed body may inflate to."""
-
-
-class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
-    """Kombu's Redis QoS, without the second unacked write for deliveries the pop recorded."""
-
-    def append(self, message: Any, delivery_tag: str) -> None:
-        if self.channel.recorded_by_pop(delivery_tag):
-            virtual.QoS.append(self, message, delivery_tag)  # only the in-memory bookkeeping
-        else:
-            super().append(message, delivery_tag)
-
-    def ack(self, delivery_tag: str) -> None:
-        self.channel.forget(delivery_tag)
-        virtual.QoS.ack(self, delivery_tag)
-
-    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:
-            super().reject(delivery_tag, requeue=True)
-        else:
-            self.ack(delivery_tag)  # what Kombu's reject without requeue does
 
 
 class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
@@ -375,12 +228,10 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
 
         Returns what it popped, in order.
         """
-        keys = [self.unacked_key, self.unacked_index_key]
-        for queue in queues:
-            keys += [names.bell_key(queue), *self._lists(queue)]
-        flags = ["1" if wanted and self.ack_emulation else "0" for wanted in record]
-        args = [repr(time()), bell.MOST_TOKENS, bell.TOKEN, len(self.priority_steps), most]
-        reply = self._call(client, bell.POP, keys, [*args, *flags]) or []
+        lists = [(queue, self._lists(queue)) for queue in queues]
+        flags = [wanted and self.ack_emulation for wanted in record]
+        keys, args = bell.pop_call(self.unacked_key, self.unacked_index_key, lists, most, flags)
+        reply = self._call(client, bell.POP, keys, args) or []
         return [
             (queues[int(reply[i]) - 1], reply[i + 1],
              kombu_redis.bytes_to_str(reply[i + 2]) if reply[i + 2] else None)
@@ -419,9 +270,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             )
 
     def _ring_strays(self, queues: Sequence[str]) -> None:
-        steps = self.priority_steps
-        keys = [k for q in queues for k in (names.bell_key(q), *self._lists(q))]
-        self._call(None, bell.RING, keys, [len(steps), bell.MOST_TOKENS, bell.TOKEN])
+        self._call(None, bell.RING, *bell.ring_call([(q, self._lists(q)) for q in queues]))
 
     def _lists(self, queue: str) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
@@ -440,21 +289,16 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
 
     def _run(self, client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` as :meth:`_call` does, letting Redis's refusal raise."""
-        try:
-            return self._send(client, "EVALSHA", script.sha, keys, args)
-        except NoScriptError:
-            return self._send(client, "EVAL", script.text, keys, args)
+        return run_script(partial(self._send, client), script, keys, args)
 
-    def _send(
-        self, client: Any, command: str, script: str, keys: list[str], args: list[Any]
-    ) -> Any:
+    def _send(self, client: Any, *command: Any) -> Any:
         if client is not None:
-            return client.execute_command(command, script, len(keys), *keys, *args)
+            return client.execute_command(*command)
         # The wait's own connection, idle between its reply and the next wait: no pool
         # round trip, and a broken connection fails here as the wait itself would.
         conn = self.client.connection
-        conn.send_command(command, script, len(keys), *keys, *args)
-        return self.client.parse_response(conn, command)
+        conn.send_command(*command)
+        return self.client.parse_response(conn, command[0])
 
     def _checked(self, item: bytes, queue: str, tag: str | None) -> dict[str, Any]:
         payload = parse_entry(item, queue, self.compression_of(queue))
