@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import bootsteps
-from celery.exceptions import InvalidTaskError
 
 from wowevent_kombu.brokers.amqp.dispatch import ConsumedQueues
+from wowevent_kombu.brokers.celery.consumer import check_strategies, report_unrunnable
 from wowevent_kombu.brokers.redis.channel import MALFORMED_HEADER, SOURCE_QUEUE
 from wowevent_kombu.core import names
 from wowevent_kombu.deadletters.record import Attempt, DeadLetter
@@ -37,8 +37,6 @@ RAW_LIMIT = 64 * 1024
 """Characters of a malformed entry's content kept in its dead-letter record."""
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}\Z")
-_GUARDED = "wowevent_guarded_by"
-_HOOKS = ("on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task")
 
 
 def source_queue(message: Any) -> str | None:
@@ -187,8 +185,7 @@ class MalformedEntries:
     def wrap(self, consumer: Any) -> None:
         """Put the recording in front of the consumer's four malformed-message callbacks."""
         self._consumed = ConsumedQueues(consumer)
-        for hook in _HOOKS:
-            setattr(consumer, hook, self._wrapped(hook, getattr(consumer, hook)))
+        report_unrunnable(consumer, self._guard)
 
     def guard_strategies(self, strategies: dict[str, Any]) -> None:
         """Make every task's strategy refuse messages from another task's subscriber queue.
@@ -197,45 +194,7 @@ class MalformedEntries:
         check runs first, so a foreign task never reaches the pool. A refusal raises
         ``InvalidTaskError``, which Celery reports to ``on_invalid_task`` (recorded above).
         """
-        for task, strategy in list(strategies.items()):
-            if getattr(strategy, _GUARDED, None) is not self:
-                strategies[task] = self._checked(task, strategy)
-
-    def _checked(self, task: str, strategy: Callable[..., Any]) -> Callable[..., Any]:
-        def checked(message: Any, *args: Any, **kwargs: Any) -> Any:
-            problem = self.foreign_task(message, task)
-            if problem is not None:
-                raise InvalidTaskError(problem)
-            return strategy(message, *args, **kwargs)
-
-        setattr(checked, _GUARDED, self)
-        return checked
-
-    def _wrapped(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        def on_decode_error(message: Any, exc: BaseException) -> Any:
-            self._guard(message, f"content refused or undecodable: {exc}")
-            return original(message, exc)
-
-        def on_unknown_message(body: Any, message: Any) -> Any:
-            self._guard(message, "not a Celery task message (no task name)")
-            return original(body, message)
-
-        def on_unknown_task(body: Any, message: Any, exc: BaseException) -> Any:
-            headers = getattr(message, "headers", None) or {}
-            self._guard(message, f"no task named {headers.get('task')!r} in this worker")
-            return original(body, message, exc)
-
-        def on_invalid_task(body: Any, message: Any, exc: BaseException) -> Any:
-            self._guard(message, str(exc))
-            return original(body, message, exc)
-
-        hooks: dict[str, Callable[..., Any]] = {
-            "on_decode_error": on_decode_error,
-            "on_unknown_message": on_unknown_message,
-            "on_unknown_task": on_unknown_task,
-            "on_invalid_task": on_invalid_task,
-        }
-        return hooks[hook]
+        check_strategies(strategies, self.foreign_task, self)
 
     def _guard(self, message: Any, problem: str) -> None:
         try:

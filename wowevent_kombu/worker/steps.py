@@ -14,6 +14,7 @@ from celery import Celery, bootsteps
 
 from wowevent_kombu.brokers.amqp import topology as amqptopology
 from wowevent_kombu.brokers.amqp.dispatch import register_dispatch_task
+from wowevent_kombu.brokers.celery.queues import consume_queues
 from wowevent_kombu.brokers.redis.channel import (
     BELL_QUEUES_OPTION,
     COMPRESSION_OPTION,
@@ -256,18 +257,13 @@ def attach_queues(app: Celery, bus: BusView) -> None:
     With ``-Q`` the worker consumes only the named queues, so a subscriber queue is consumed
     only when named there; without ``-Q`` every subscriber queue is consumed.
     """
-    queues = app.amqp.queues
-    selected = queues._consume_from
     amqp = bus.settings.amqp
-    for sub in bus.subscribers.values():
-        if amqp:
-            queue = amqptopology.subscriber_queue(bus.exchange, sub.queue, sub.patterns)
-        else:
-            queue = sub.kombu_queue(bus.kombu_exchange)
-        # Set the entry directly: ``Queues.add`` would give a queue that has only bindings
-        # Celery's default exchange too, binding it where no event is ever published.
-        dict.__setitem__(queues, queue.name, queue)
-        if selected is None:
-            queues._default_consume_from[queue.name] = queue
-        elif queue.name in selected:
-            selected[queue.name] = queue
+    consume_queues(
+        app,
+        [
+            amqptopology.subscriber_queue(bus.exchange, sub.queue, sub.patterns)
+            if amqp
+            else sub.kombu_queue(bus.kombu_exchange)
+            for sub in bus.subscribers.values()
+        ],
+    )
