@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -25,19 +24,32 @@ from wowevent_kombu.core.errors import InvalidPatternError, LogQueryError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import TopicMatcher, validate_pattern
 from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.log.positions import (
+    age_before,
+    bound,
+    checked_time,
+    parse_when,
+    position_time,
+    shown,
+    split_position,
+)
+
+# The position parsers live in log/positions.py; the CLI still imports them from here.
+__all__ = [
+    "PAGE",
+    "EventLog",
+    "LogEntry",
+    "RawEntry",
+    "Selection",
+    "age_before",
+    "checked_time",
+    "parse_when",
+    "shown",
+    "split_position",
+]
 
 PAGE = 1000
 """Entries read per ``XRANGE`` round trip."""
-
-_POSITION = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?\Z")
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?) *(s|m|h|d)\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_MAX_SEQ = 18446744073709551615
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-"""The oldest time a log position (milliseconds since the epoch) can name."""
-LATEST = datetime.max.replace(tzinfo=UTC)
-"""The latest time a ``datetime`` can hold (the end of the year 9999, UTC)."""
 
 # Keep the newest position of a checkpoint: positions compare as (ms, seq), not as strings.
 _ADVANCE = """
@@ -51,115 +63,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
-
-
-def split_position(position: str) -> tuple[int, int]:
-    """``(milliseconds, sequence)`` of a log position; :class:`LogQueryError` if malformed."""
-    match = _POSITION.match(position)
-    if not match:
-        raise LogQueryError(
-            f"{position!r} is not a log position (expected '<milliseconds>-<sequence>', "
-            "as shown by 'wowevent log read')"
-        )
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def position_time(position: str) -> datetime:
-    """When the log recorded the event at ``position`` (Redis server clock, UTC)."""
-    ms, _ = split_position(position)
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def parse_when(text: str, *, now: datetime | None = None) -> datetime | str:
-    """A CLI time argument: a log position, an ISO 8601 time, or an age like ``15m``/``2h``/``7d``.
-
-    Naive ISO times are UTC. Times before 1970 (no log position names them) and after the year
-    9999 are refused, and so are positions beyond Redis's 64-bit stream ids.
-
-    Raises:
-        LogQueryError: none of those forms, or out of range.
-    """
-    text = text.strip()
-    position = _POSITION.match(text)
-    if position:
-        if max(int(position.group(1)), int(position.group(2) or 0)) > _MAX_SEQ:
-            raise LogQueryError(
-                f"{shown(text)} is beyond the largest log position ({_MAX_SEQ}-{_MAX_SEQ})"
-            )
-        return text
-    moment = age_before(text, now)
-    if moment is not None:
-        return moment
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise LogQueryError(
-            f"'{shown(text)}' is not a time: give an ISO 8601 time (2024-05-01T12:00:00Z), an age "
-            "(90s, 15m, 2h, 7d) or a log position (1714564800000-0)"
-        ) from None
-    return checked_time(moment, text)
-
-
-def age_before(text: str, now: datetime | None = None) -> datetime | None:
-    """The time an age like ``90s``/``15m``/``2h``/``7d`` names (``now`` minus it), else ``None``.
-
-    Raises:
-        LogQueryError: the age reaches back before 1970 (it would overflow the clock).
-    """
-    duration = _DURATION.match(text.strip())
-    if not duration:
-        return None
-    now = now or datetime.now(UTC)
-    seconds = float(duration.group(1)) * _UNITS[duration.group(2)]
-    reach = (now - EARLIEST).total_seconds()
-    if not seconds <= reach:  # also refuses inf, from a digit string too long for a float
-        raise LogQueryError(
-            f"{shown(text)} reaches back before 1970-01-01, the oldest time there is "
-            f"(at most {int(reach // 86400)}d from now)"
-        )
-    return now - timedelta(seconds=seconds)
-
-
-def checked_time(moment: datetime, text: str) -> datetime:
-    """``moment`` made timezone-aware (naive is UTC) when it lies in 1970 to 9999, UTC.
-
-    Raises:
-        LogQueryError: before 1970-01-01T00:00Z or after 9999-12-31T23:59:59Z (``text`` is
-            the value as given, for the message).
-    """
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    seconds = aware.timestamp()  # an aware time's timestamp never overflows
-    if seconds < 0:
-        raise LogQueryError(f"{shown(text)} is before 1970-01-01T00:00Z, the oldest time there is")
-    if seconds > LATEST.timestamp():
-        raise LogQueryError(
-            f"{shown(text)} is after 9999-12-31T23:59:59Z, the latest time there is"
-        )
-    return aware
-
-
-def shown(text: str, limit: int = 40) -> str:
-    """``text`` for an error message: control characters escaped, cut to about ``limit``."""
-    escaped = repr(text)[1:-1]
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
-
-
-def _bound(value: datetime | str | None, *, end: bool) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise LogQueryError("since/until must be timezone-aware (e.g. datetime.now(UTC))")
-        ms = int(value.timestamp() * 1000)
-        if ms < 0:
-            raise LogQueryError(f"since/until {value.isoformat()} is before 1970, the log's start")
-        return (ms, _MAX_SEQ) if end else (ms, 0)
-    if isinstance(value, str):
-        ms, seq = split_position(value)
-        if end and "-" not in value:
-            seq = _MAX_SEQ
-        return ms, seq
-    raise LogQueryError(f"since/until must be a datetime or a log position, got {value!r}")
 
 
 def _text(raw: bytes | str) -> str:
@@ -261,7 +164,7 @@ class EventLog:
             LogQueryError: ``since`` after ``until``, a malformed time, position or cursor.
             InvalidPatternError: a malformed type pattern.
         """
-        start, end = _bound(since, end=False), _bound(until, end=True)
+        start, end = bound(since, end=False), bound(until, end=True)
         if start is not None and end is not None and start > end:
             raise LogQueryError(
                 f"since ({since}) is after until ({until}): nothing can be in that range"

@@ -6,7 +6,7 @@ import dataclasses
 import re
 
 from wowevent_kombu.core.errors import LogQueryError
-from wowevent_kombu.log.eventlog import shown, split_position
+from wowevent_kombu.log.positions import shown, split_position
 
 Speed = str | float
 """``"instant"``, a pacing factor (``1.0`` original pacing, ``10.0`` ten times faster) or a

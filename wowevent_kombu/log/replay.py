@@ -30,8 +30,9 @@ from wowevent_kombu.core.errors import (
     UnknownSubscriberError,
 )
 from wowevent_kombu.core.matcher import TopicMatcher
-from wowevent_kombu.log.eventlog import EventLog, RawEntry, Selection, split_position
+from wowevent_kombu.log.eventlog import EventLog, RawEntry, Selection
 from wowevent_kombu.log.pace import Clock, Pace, Speed, parse_speed
+from wowevent_kombu.log.positions import split_position
 from wowevent_kombu.log.replayreport import (
     ReplayReport,
     progress_share,

@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from wowevent_kombu.log.eventlog import Selection, split_position
+from wowevent_kombu.log.eventlog import Selection
+from wowevent_kombu.log.positions import split_position
 
 
 @dataclasses.dataclass
