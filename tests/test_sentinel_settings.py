@@ -12,7 +12,7 @@ from redis.sentinel import SentinelConnectionPool
 
 from wowevent_kombu import ConfigurationError, EventBus, ReplicationError, Settings
 from wowevent_kombu.brokers.redis.connection import kombu_transport_options, make_client
-from wowevent_kombu.core.settings import redact_url, sentinel_hosts
+from wowevent_kombu.core.urls import redact_url, sentinel_hosts
 
 URL = "sentinel://:s3cret@127.0.0.1:26379/2;sentinel://127.0.0.1:26380"
 

@@ -4,7 +4,7 @@ import pytest
 from celery import Celery
 
 from wowevent_kombu import ConfigurationError, EventBus, Settings
-from wowevent_kombu.core.settings import credentials_in_userinfo, redact_url
+from wowevent_kombu.core.urls import credentials_in_userinfo, redact_url
 from wowevent_kombu.worker.steps import check_worker_config
 
 

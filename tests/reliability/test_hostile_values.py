@@ -39,8 +39,8 @@ from wowevent_kombu.cli import EXIT_UNAVAILABLE, cli
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import InvalidSchemaError
 from wowevent_kombu.core.matcher import validate_pattern
-from wowevent_kombu.core.settings import redact_url
-from wowevent_kombu.log.eventlog import parse_when, split_position
+from wowevent_kombu.core.urls import redact_url
+from wowevent_kombu.log.positions import parse_when, split_position
 from wowevent_kombu.observability.service import StatusService
 from wowevent_kombu.observability.status import ClusterReader
 from wowevent_kombu.schemas.schema import SemVer

@@ -41,8 +41,9 @@ from wowevent_kombu.brokers.redis.logscript import LogAppender, LogWriter
 from wowevent_kombu.brokers.redis.publishscript import PUBLISH, PublishCall
 from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import PublishError
-from wowevent_kombu.core.settings import Settings, redact_url
+from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.core.topology import BindingSnapshot, BindingTable
+from wowevent_kombu.core.urls import redact_url
 
 log = logging.getLogger(__name__)
 

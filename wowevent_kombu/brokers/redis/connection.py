@@ -16,7 +16,8 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from wowevent_kombu.core.errors import ConfigurationError
-from wowevent_kombu.core.settings import Settings, redact_url, sentinel_hosts, url_scheme
+from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.core.urls import redact_url, sentinel_hosts, url_scheme
 
 
 def redis_url(broker_url: str) -> str:

@@ -23,8 +23,9 @@ from wowevent_kombu.brokers.redis.logscript import NO_LOG, LogAppender, LogWrite
 from wowevent_kombu.brokers.redis.publishscript import PUBLISH, PublishCall, stamp
 from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import PublishError, ReplicationError
-from wowevent_kombu.core.settings import Settings, redact_url
+from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.core.topology import BindingSnapshot, BindingTable
+from wowevent_kombu.core.urls import redact_url
 
 log = logging.getLogger(__name__)
 
