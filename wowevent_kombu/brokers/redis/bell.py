@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wowevent_kombu.brokers.redis.atomic import Command, LuaScript
+from wowevent_kombu.brokers.redis.entries import ENVELOPE_LUA
 from wowevent_kombu.core.names import bell_key
 
 TOKEN = "1"  # noqa: S105 - a doorbell token, not a secret
@@ -71,6 +72,17 @@ def ring(queue: str) -> list[Command]:
     return [("LPUSH", bell, TOKEN), ("LTRIM", bell, 0, MOST_TOKENS - 1)]
 
 
+RING_LUA = """
+local function ring(bell, token, most)
+  redis.call('LPUSH', bell, token)
+  redis.call('LTRIM', bell, 0, most - 1)
+end
+"""
+"""Lua function ``ring(bell, token, most)``: :func:`ring` for a script that pushes a message.
+
+Call it after the push, with :data:`TOKEN` and :data:`MOST_TOKENS` passed in as arguments.
+"""
+
 # Sets a bell to min(messages left, MOST_TOKENS) tokens (no bell when none is left): a missing
 # token would leave a message waiting for the sweep, a surplus one wakes a worker for nothing.
 _TOP_UP = """
@@ -89,57 +101,17 @@ local function top_up(bell, first, last, most, token)
 end
 """
 
-# Python's json refuses text that is not UTF-8 and Kombu's restore decodes the record as UTF-8:
-# an entry that is not UTF-8 must never be recorded (the channel quarantines it instead).
-_UTF8 = """
-local function utf8_ok(s)
-  if not string.find(s, '[\\128-\\255]') then return true end
-  local i, n = 1, #s
-  while i <= n do
-    local c = string.byte(s, i)
-    local size, low, high
-    if c < 0x80 then size = 1
-    elseif c >= 0xC2 and c <= 0xDF then size, low, high = 2, 0x80, 0xBF
-    elseif c == 0xE0 then size, low, high = 3, 0xA0, 0xBF
-    elseif c == 0xED then size, low, high = 3, 0x80, 0x9F
-    elseif c >= 0xE1 and c <= 0xEF then size, low, high = 3, 0x80, 0xBF
-    elseif c == 0xF0 then size, low, high = 4, 0x90, 0xBF
-    elseif c >= 0xF1 and c <= 0xF3 then size, low, high = 4, 0x80, 0xBF
-    elseif c == 0xF4 then size, low, high = 4, 0x80, 0x8F
-    else return false end
-    if size > 1 then
-      local c2 = string.byte(s, i + 1)
-      if not c2 or c2 < low or c2 > high then return false end
-      for k = i + 2, i + size - 1 do
-        local ck = string.byte(s, k)
-        if not ck or ck < 0x80 or ck > 0xBF then return false end
-      end
-    end
-    i = i + size
-  end
-  return true
-end
-"""
-
 POP = LuaScript.of(
     _TOP_UP
-    + _UTF8
+    + ENVELOPE_LUA
     + """
 -- The record Kombu's QoS.append writes ([payload, exchange, routing_key] under the delivery
 -- tag), or false when the entry is not a usable envelope; nil and an error when Redis refused.
 local function record(item, now)
-  if not utf8_ok(item) then return false end
-  local ok, envelope = pcall(cjson.decode, item)
-  if not ok or type(envelope) ~= 'table' then return false end
-  local properties = envelope['properties']
-  if type(properties) ~= 'table' then return false end
-  local tag, info = properties['delivery_tag'], properties['delivery_info']
-  if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table'
-      or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
-    return false
-  end
-  local entry = '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
-    .. cjson.encode(info['routing_key']) .. ']'
+  local tag, exchange, routing_key = envelope(item)
+  if not tag then return false end
+  local entry = '[' .. item .. ',' .. cjson.encode(exchange) .. ','
+    .. cjson.encode(routing_key) .. ']'
   local indexed = redis.pcall('ZADD', KEYS[2], now, tag)
   local kept = redis.pcall('HSET', KEYS[1], tag, entry)
   local err = (type(indexed) == 'table' and indexed['err'])

@@ -61,6 +61,60 @@ def envelope_problem(payload: Any) -> str | None:
     return None
 
 
+# The same check in Lua, for the atomic pop (wowevent_kombu.brokers.redis.bell.POP), which must
+# decide inside Redis whether it can record an entry as unacknowledged. It checks only what the
+# record needs, UTF-8 (Python's json and Kombu's restore refuse anything else), JSON, an object,
+# the delivery tag and info; the channel then runs envelope_problem on every popped entry and
+# drops the record of one it quarantines.
+ENVELOPE_LUA = """
+local function utf8_ok(s)
+  if not string.find(s, '[\\128-\\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local size, low, high
+    if c < 0x80 then size = 1
+    elseif c >= 0xC2 and c <= 0xDF then size, low, high = 2, 0x80, 0xBF
+    elseif c == 0xE0 then size, low, high = 3, 0xA0, 0xBF
+    elseif c == 0xED then size, low, high = 3, 0x80, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then size, low, high = 3, 0x80, 0xBF
+    elseif c == 0xF0 then size, low, high = 4, 0x90, 0xBF
+    elseif c >= 0xF1 and c <= 0xF3 then size, low, high = 4, 0x80, 0xBF
+    elseif c == 0xF4 then size, low, high = 4, 0x80, 0x8F
+    else return false end
+    if size > 1 then
+      local c2 = string.byte(s, i + 1)
+      if not c2 or c2 < low or c2 > high then return false end
+      for k = i + 2, i + size - 1 do
+        local ck = string.byte(s, k)
+        if not ck or ck < 0x80 or ck > 0xBF then return false end
+      end
+    end
+    i = i + size
+  end
+  return true
+end
+local function envelope(item)
+  if not utf8_ok(item) then return false end
+  local ok, decoded = pcall(cjson.decode, item)
+  if not ok or type(decoded) ~= 'table' then return false end
+  local properties = decoded['properties']
+  if type(properties) ~= 'table' then return false end
+  local tag, info = properties['delivery_tag'], properties['delivery_info']
+  if type(tag) ~= 'string' or tag == '' or type(info) ~= 'table'
+      or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
+    return false
+  end
+  return tag, info['exchange'], info['routing_key']
+end
+"""
+"""Lua function ``envelope(item)``: the entry's delivery tag, exchange and routing key, or false.
+
+False when the entry is not UTF-8 JSON holding the envelope parts Kombu's unacked record needs
+(the first checks of :func:`envelope_problem`).
+"""
+
+
 def quarantine(raw: bytes, queue: str, problem: str) -> dict[str, Any]:
     """The envelope that carries a malformed entry's raw bytes to the worker's hooks."""
     return {

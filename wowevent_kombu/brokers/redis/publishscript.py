@@ -44,6 +44,7 @@ end
 
 PUBLISH = LuaScript.of(
     _KINDS
+    + bell.RING_LUA
     + APPEND_LUA
     + f"""
 -- KEYS: binding version, binding table, stats hash, the log keys (APPEND_LUA), then per queue:
@@ -70,8 +71,7 @@ for q = queues, #KEYS, 2 do
   for i = a + 1, last, {_LPUSH_CHUNK} do
     redis.call('LPUSH', KEYS[q], unpack(ARGV, i, math.min(i + {_LPUSH_CHUNK - 1}, last)))
   end
-  redis.call('LPUSH', KEYS[q + 1], token)
-  redis.call('LTRIM', KEYS[q + 1], 0, most - 1)
+  ring(KEYS[q + 1], token, most)
   a = last + 1
 end
 if unroutable > 0 then redis.call('HINCRBY', KEYS[3], 'unroutable', unroutable) end
