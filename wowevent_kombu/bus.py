@@ -20,8 +20,9 @@ from wowevent_kombu.core.errors import (
     UnknownSubscriberError,
 )
 from wowevent_kombu.core.event import Event
-from wowevent_kombu.core.settings import ENV_PREFIX, Settings, credentials_in_userinfo
+from wowevent_kombu.core.settings import ENV_PREFIX, Settings
 from wowevent_kombu.core.topology import BindingSnapshot
+from wowevent_kombu.core.urls import credentials_in_userinfo
 from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.log.eventlog import EventLog
 from wowevent_kombu.log.options import apply_log_options, processed_ids_of

@@ -6,8 +6,9 @@ from kombu import Exchange, Queue
 
 from wowevent_kombu.brokers.amqp import topology as amqptopology
 from wowevent_kombu.brokers.amqp.publisher import AmqpTransport
-from wowevent_kombu.brokers.base import RedisTransport, Transport
+from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.brokers.redis.publisher import RedisTransport
 from wowevent_kombu.core.settings import Settings
 
 _ANONYMOUS = Exchange("", type="direct")
