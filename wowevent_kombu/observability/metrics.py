@@ -19,6 +19,7 @@ from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from wowevent_kombu.core.errors import EventValidationError, InvalidEventError
+from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ OUTCOMES = ("succeeded", "retried", "failed", "dead_lettered", "rejected")
 """Delivery outcomes counted by ``wowevent_deliveries_total``; each attempt has exactly one."""
 
 DEAD_LETTERED_MARK = "wowevent_dead_lettered"
-"""Attribute a dead-letter middleware sets to a true value on ``task.request`` in its
-``on_failure`` hook once the record is written; the delivery then counts as ``dead_lettered``
-instead of ``failed``. Register :class:`MetricsMiddleware` before the dead-letter middleware so
-its ``on_failure`` (run in reverse order) sees the mark."""
+"""Attribute a dead-letter middleware of your own sets to a true value on ``task.request`` in
+its ``on_failure`` hook once the record is written; the delivery then counts as
+``dead_lettered`` instead of ``failed`` (the bus's own sets ``dead_lettered`` on the
+:class:`~wowevent_kombu.worker.delivery.DeliveryContext`). Register :class:`MetricsMiddleware`
+before the dead-letter middleware so its ``on_failure`` (run in reverse order) sees the mark."""
 
 STAGE_PUBLISH = "publish"
 STAGE_CONSUME = "consume"
@@ -143,21 +145,23 @@ class MetricsMiddleware(Middleware):
 
     def before_handle(self, task: DeliveryTask, event: Event) -> None:
         now = time.time()
-        task.request.wowevent_started = (now, time.perf_counter())
+        context = context_of(task.request)
+        context.timer = (now, time.perf_counter())
         latency = seconds_since(event.time, now)
-        task.request.wowevent_delivery_latency = latency
+        context.delivery_latency = latency
         self.metrics.timings(task.wowevent_subscriber)[0].observe(latency)
 
     def after_handle(
         self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
     ) -> None:
-        started = getattr(task.request, "wowevent_started", None)
+        context = context_of(task.request)
+        started = context.timer
         if started is None:
             return
         name = task.wowevent_subscriber
         duration = time.perf_counter() - started[1]
         end_to_end = seconds_since(event.time, started[0] + duration)
-        task.request.wowevent_end_to_end = end_to_end
+        context.end_to_end = end_to_end
         _, handler, whole = self.metrics.timings(name)
         handler.observe(duration)
         whole.observe(end_to_end)
@@ -182,7 +186,9 @@ class MetricsMiddleware(Middleware):
         ):
             self.metrics.record_validation_failure(STAGE_CONSUME)
             outcome = "rejected"
-        elif getattr(task.request, DEAD_LETTERED_MARK, False):
+        elif context_of(task.request).dead_lettered or getattr(
+            task.request, DEAD_LETTERED_MARK, False
+        ):
             outcome = "dead_lettered"
         else:
             outcome = "failed"
@@ -192,13 +198,8 @@ class MetricsMiddleware(Middleware):
         name = task.wowevent_subscriber
         self.metrics.record_outcome(name, outcome)
         if self.sink is not None:
-            request = task.request
-            self.sink.record(
-                name,
-                outcome,
-                getattr(request, "wowevent_delivery_latency", None),
-                getattr(request, "wowevent_end_to_end", None),
-            )
+            context = context_of(task.request)
+            self.sink.record(name, outcome, context.delivery_latency, context.end_to_end)
 
 
 class DeliverySink:

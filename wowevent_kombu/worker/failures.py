@@ -24,7 +24,7 @@ from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
 from wowevent_kombu.deadletters.history import HISTORY_TTL, RetryHistory
 from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 from wowevent_kombu.deadletters.store import DeadLetterStore
-from wowevent_kombu.observability.metrics import DEAD_LETTERED_MARK
+from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware
 
 if TYPE_CHECKING:
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from wowevent_kombu.worker.delivery import DeliveryTask
 
 log = logging.getLogger(__name__)
-
-_STARTED = "wowevent_started_at"
-_FAILURE = "wowevent_failure"
 
 
 def qualified_name(exc: BaseException) -> str:
@@ -88,7 +85,7 @@ class DeadLetterMiddleware(Middleware):
         self._history_ttl = history_ttl
 
     def before_handle(self, task: DeliveryTask, event: Event) -> None:
-        setattr(task.request, _STARTED, time.time())
+        context_of(task.request).started_at = time.time()
 
     def after_handle(
         self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
@@ -97,7 +94,7 @@ class DeadLetterMiddleware(Middleware):
             return
         # Keep the handler's own traceback: the retry hooks may be handed the Retry instead.
         original = _original(exc)
-        setattr(task.request, _FAILURE, self._attempt(task, original, None))
+        context_of(task.request).failure = self._attempt(task, original, None)
 
     def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         if not task.request.retries:
@@ -151,7 +148,7 @@ class DeadLetterMiddleware(Middleware):
                 "requeued, not acknowledged"
             ) from error
         # Metrics (run after this hook, in reverse order) count the delivery as dead-lettered.
-        setattr(request, DEAD_LETTERED_MARK, True)
+        context_of(request).dead_lettered = True
         log.warning(
             "dead-lettered %s delivery %s of event %s (%s, %d attempt(s)): %s",
             record.subscriber, record.id, record.event_id, record.reason,
@@ -197,8 +194,9 @@ class DeadLetterMiddleware(Middleware):
     def _attempt(task: DeliveryTask, exc: BaseException | None, einfo: Any) -> Attempt:
         request = task.request
         number = int(request.retries or 0) + 1
-        stashed = getattr(request, _FAILURE, None)
-        if isinstance(stashed, Attempt) and stashed.number == number:
+        context = context_of(request)
+        stashed = context.failure
+        if stashed is not None and stashed.number == number:
             return stashed
         if exc is None:  # Celery passes Retry.exc, None for a bare self.retry()
             exc = getattr(einfo, "exception", None) or RuntimeError("retry without exception")
@@ -212,7 +210,7 @@ class DeadLetterMiddleware(Middleware):
             message=str(exc),
             traceback=text,
             failed_at=time.time(),
-            started_at=getattr(request, _STARTED, None),
+            started_at=context.started_at,
         )
 
 

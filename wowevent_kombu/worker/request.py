@@ -35,11 +35,9 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
 from wowevent_kombu.brokers.celery.request import HookedRequest
 from wowevent_kombu.core.errors import DeadLetterWriteError
+from wowevent_kombu.worker.delivery import context_of
 
 log = logging.getLogger(__name__)
-
-FAILURE_HANDLED = "wowevent_failure_handled"
-"""Request attribute set once the failure hooks ran in the main process (so not again)."""
 
 
 class SubscriberRequest(HookedRequest):
@@ -92,7 +90,7 @@ class SubscriberRequest(HookedRequest):
             except Exception as error:
                 return _requeue(self, error)
             finally:
-                setattr(context, FAILURE_HANDLED, True)
+                context_of(context).failure_handled = True
                 self.task.request_stack.pop()
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
@@ -124,10 +122,10 @@ def _retry_time_limit(request: SubscriberRequest, exc: BaseException, exc_info: 
     ):
         return False
     # Celery's on_timeout runs Task.on_failure next: this flag keeps it from recording.
-    setattr(request.context, FAILURE_HANDLED, True)
+    context_of(request.context).failure_handled = True
     if request.retry_worker_lost(exc, exc_info):
         return True
-    setattr(request.context, FAILURE_HANDLED, False)
+    context_of(request.context).failure_handled = False
     return False
 
 

@@ -26,8 +26,9 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
+from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery, run_hooks
-from wowevent_kombu.worker.request import FAILURE_HANDLED, SubscriberRequest
+from wowevent_kombu.worker.request import SubscriberRequest
 
 Handler = Callable[..., Any]
 
@@ -43,7 +44,6 @@ the handler ran, and a killed pool child counts as a retry instead of losing the
 # Options that the bus itself owns and a caller may not override.
 _RESERVED = frozenset({"name", "base", "queue", "exchange", "routing_key", "shared", "lazy"})
 _ANONYMOUS = Exchange("", type="direct")
-_DECODED = "wowevent_decoded_event"
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -70,8 +70,8 @@ class SubscriberTask(Task):  # type: ignore[misc]
         The handler's run decoded it already and left it on the request; it is decoded again
         only where that run did not happen in this process (a lost pool child, a time limit).
         """
-        cached = getattr(self.request, _DECODED, None)
-        if isinstance(cached, Event):
+        cached = context_of(self.request).event
+        if cached is not None:
             return cached
         try:
             replayed = bool(getattr(self.request, REPLAY_HEADER, False))
@@ -166,7 +166,7 @@ class SubscriberTask(Task):  # type: ignore[misc]
     ) -> None:
         if not self.wowevent_middleware:
             return
-        if getattr(self.request, FAILURE_HANDLED, False):
+        if context_of(self.request).failure_handled:
             return  # the worker's main process already ran the hooks (see SubscriberRequest)
         if isinstance(exc, DeadLetterWriteError):
             # Celery's trace calls on_failure again with the error our own hook raised. Raising
@@ -351,7 +351,7 @@ def register(
         document = kwargs.get(EVENT_KWARG)
         replayed = bool(getattr(task.request, REPLAY_HEADER, False))
         event = Event.from_cloudevent(document, replayed=replayed)  # type: ignore[arg-type]
-        setattr(task.request, _DECODED, event)  # for the success/retry/failure hooks
+        context_of(task.request).event = event  # for the success/retry/failure hooks
         chain = task.wowevent_middleware
         try:
             run_hooks(chain, "before_handle", task, event)
