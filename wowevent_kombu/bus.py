@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,28 +10,24 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from wowevent_kombu.brokers.base import Transport
+from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
 from wowevent_kombu.brokers.factory import make_transport, pinned_route
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import (
     ConfigurationError,
     InvalidSubscriberError,
-    UnknownSubscriberError,
 )
 from wowevent_kombu.core.event import Event
-from wowevent_kombu.core.settings import ENV_PREFIX, Settings
-from wowevent_kombu.core.topology import BindingSnapshot
-from wowevent_kombu.core.urls import credentials_in_userinfo
+from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.log.eventlog import EventLog
 from wowevent_kombu.log.options import apply_log_options, processed_ids_of
 from wowevent_kombu.publisher import Publisher
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.validation import SchemaValidation
-from wowevent_kombu.worker.failures import DeadLetterMiddleware
-from wowevent_kombu.worker.malformed import MalformedEntries, make_malformed_step
+from wowevent_kombu.worker.deadlettering import DeadLettering
+from wowevent_kombu.worker.install import install
 from wowevent_kombu.worker.middleware import Middleware
-from wowevent_kombu.worker.poolguard import make_pool_guard_step
-from wowevent_kombu.worker.steps import make_binding_step, make_bootstep
 from wowevent_kombu.worker.subscriber import (
     Handler,
     Subscriber,
@@ -45,8 +39,6 @@ from wowevent_kombu.worker.subscriber import (
 if TYPE_CHECKING:
     from wowevent_kombu.log.replay import ReplayReport
     from wowevent_kombu.observability.metrics import BusMetrics
-
-log = logging.getLogger(__name__)
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -115,9 +107,7 @@ class EventBus:
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
         # read on first use, so an app configured after the bus was created is honoured.
         self.exchange: str = (
-            settings.exchange
-            if settings is not None
-            else exchange or os.environ.get(ENV_PREFIX + "EXCHANGE") or names.DEFAULT_EXCHANGE
+            settings.exchange if settings is not None else Settings.resolve_exchange(exchange)
         )
         self._settings = settings
         self._overrides: dict[str, Any] = {
@@ -138,18 +128,19 @@ class EventBus:
             self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
-        """Counts publishes when set (see
-        :func:`wowevent_kombu.observability.telemetry.instrument`).
-        """
-        self._dead_letter_middleware: DeadLetterMiddleware | None = None
-        if dead_lettering:
-            self._dead_letter_middleware = DeadLetterMiddleware(
-                self._worker_dead_letters, retention=dead_letter_retention
-            )
+        """Counts publishes when set (see ``telemetry.instrument``)."""
+        self._dead_letters = DeadLettering(
+            enabled=dead_lettering,
+            retention=dead_letter_retention,
+            exchange=self.exchange,
+            transport=lambda: self.transport,
+            settings=lambda: self.settings,
+            redrive_targets=lambda: set(self.bindings()) | set(self._subscribers),
+        )
+        if self._dead_letters.middleware is not None:
             # Last in the chain, so on_failure (run in reverse) writes the record before any
             # other middleware reacts to the failure.
-            self.middleware.append(self._dead_letter_middleware)
-        self._dead_letters: DeadLetterStore | None = None
+            self.middleware.append(self._dead_letters.middleware)
         self._publisher = Publisher(
             source=source,
             settings=lambda: self.settings,
@@ -159,27 +150,8 @@ class EventBus:
             require_schemas=require_schemas,
         )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
-        app.steps["worker"].add(make_bootstep(self))
-        app.steps["consumer"].add(make_binding_step(self))
-        entries = MalformedEntries(
-            self._queues_to_subscribers,
-            self._malformed_store,
-            # Registered on RabbitMQ only; on Redis no worker knows it, so it is refused anyway.
-            routed_task=names.dispatch_task_name(self.exchange),
-        )
-        app.steps["consumer"].add(make_malformed_step(self.exchange, entries))
-        app.steps["worker"].add(make_pool_guard_step(self.exchange, entries.record))
-        # Kombu (hence every worker) fails on ``?password=`` in the broker URL, which redis-py
-        # and the publisher accept: give Kombu the same credentials in the userinfo.
-        if app.configured:
-            _kombu_readable_broker_url(app)
-        else:
-            app.on_after_configure.connect(_kombu_readable_broker_url, weak=False)
-        buses = getattr(app, APP_ATTRIBUTE, None)
-        if buses is None:
-            buses = []
-            setattr(app, APP_ATTRIBUTE, buses)
-        buses.append(self)
+        install(app, self, self._dead_letters.malformed_store)
+        vars(app).setdefault(APP_ATTRIBUTE, []).append(self)
 
     def __repr__(self) -> str:
         return f"<EventBus exchange={self.exchange!r} subscribers={sorted(self._subscribers)}>"
@@ -205,8 +177,6 @@ class EventBus:
         """Subscribers registered on this bus in this process, by name."""
         return dict(self._subscribers)
 
-    # -- subscribing ---------------------------------------------------------------------------
-
     def subscriber(
         self, patterns: str | Sequence[str], *, name: str, bind: bool = False, **task_options: Any
     ) -> Callable[[H], Any]:
@@ -219,10 +189,9 @@ class EventBus:
             task_options: Any Celery task option, with Celery's meaning (``autoretry_for``,
                 ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
                 Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
-                Two options are the bus's own: ``idempotent=True`` skips event ids this
-                subscriber already handled successfully (see :mod:`wowevent_kombu.log.idempotency`)
-                and ``checkpoint=True`` records the log position of the newest event it handled
-                (see :mod:`wowevent_kombu.log.checkpoint`). Both are off by default.
+                The bus's own, both off by default: ``idempotent=True`` skips event ids already
+                handled (:mod:`~wowevent_kombu.log.idempotency`); ``checkpoint=True`` records
+                the newest handled log position (:mod:`~wowevent_kombu.log.checkpoint`).
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).
@@ -272,13 +241,7 @@ class EventBus:
     def log(self) -> EventLog:
         """The persisted event log: queries, lookups, stats and checkpoints (needs Redis)."""
         if self._log is None:
-            client = getattr(self.transport, "client", None)
-            if client is None:
-                raise ConfigurationError(
-                    "the event log lives in Redis; this bus's transport has none "
-                    "(the in-memory TestBus keeps published events in bus.published)"
-                )
-            self._log = EventLog(client, self.settings)
+            self._log = EventLog.beside(self.transport, self.settings)
         return self._log
 
     def replay(
@@ -300,35 +263,9 @@ class EventBus:
         """Re-publish logged events as Celery tasks to the named subscribers only.
 
         Each selected event goes to those of ``subscribers`` whose current patterns match its
-        type (to all of them with ``force``), keeping its id, marked as a replay
-        (``event.replayed``, header ``wowevent_replay``) and with a task id of its own. The
-        end of the selection is fixed when the replay starts.
-
-        Args:
-            subscribers: Subscriber names; ``None`` for every bound subscriber.
-            since: Earliest log time or position (see :meth:`EventLog.read`).
-            until: Latest log time or position.
-            types: Topic pattern(s) the event types must match.
-            correlation_id: Only this correlation (read from its index).
-            source: Only events of this source.
-            speed: ``"instant"``, a factor of the original pacing (``1.0``, ``10.0``), or a
-                fixed rate ``"500/s"``.
-            dry_run: Count what would be delivered; send nothing, record nothing.
-            force: Deliver to every named subscriber even where its patterns do not match.
-            from_checkpoint: Start after the one named subscriber's checkpoint (from the start
-                of the log when it has none).
-            resume: Continue the interrupted replay with this id (other selection arguments
-                are taken from its record).
-            progress: Called after each batch with the report so far and the share done.
-
-        Returns:
-            The report; an empty selection gives a report of 0 events, not an error.
-
-        Raises:
-            LogQueryError: bad times, cursor, speed or an empty subscriber list.
-            UnknownSubscriberError: a named subscriber is not bound in Redis.
-            UnknownReplayError: ``resume`` names no recorded replay.
-            ReplayInterrupted: Ctrl-C; its ``replay_id`` resumes the replay.
+        type (to all of them with ``force``), keeping its id and marked as a replay. The
+        arguments, the report and the errors are those of
+        :meth:`Replayer.run <wowevent_kombu.log.replay.Replayer.run>`.
         """
         from wowevent_kombu.log.replay import Replayer
 
@@ -343,7 +280,7 @@ class EventBus:
 
         The dead-letter middleware stays last in the chain: its ``on_failure`` runs first.
         """
-        if self._dead_letter_middleware is not None:
+        if self._dead_letters.middleware is not None:
             self.middleware.insert(len(self.middleware) - 1, item)
         else:
             self.middleware.append(item)
@@ -355,36 +292,11 @@ class EventBus:
         Raises:
             ConfigurationError: the bus's transport is not Redis (e.g. the in-memory test bus).
         """
-        if self._dead_letters is None:
-            client = getattr(self.transport, "client", None)
-            if client is None:
-                raise ConfigurationError(
-                    "the dead-letter store needs the Redis transport; this bus uses "
-                    f"{type(self.transport).__name__}"
-                )
-            self._dead_letters = DeadLetterStore(
-                client,
-                self.exchange,
-                known_subscribers=self._redrive_targets,
-                send=self.transport.push_commands if self.settings.amqp else None,
-            )
-        return self._dead_letters
+        return self._dead_letters.store()
 
-    def _worker_dead_letters(self) -> DeadLetterStore | None:
-        """The store for the failure middleware; ``None`` (nothing recorded) without Redis."""
-        if getattr(self.transport, "client", None) is None:
-            return None
-        return self.dead_letters
-
-    def _queues_to_subscribers(self) -> dict[str, str]:
+    def queues_to_subscribers(self) -> dict[str, str]:
+        """``{queue: subscriber name}`` of the subscribers registered here."""
         return {sub.queue: sub.name for sub in self._subscribers.values()}
-
-    def _malformed_store(self) -> DeadLetterStore | None:
-        """Where malformed entries of the subscriber queues are recorded (``None``: nowhere)."""
-        return None if self._dead_letter_middleware is None else self._worker_dead_letters()
-
-    def _redrive_targets(self) -> set[str]:
-        return set(self.bindings()) | set(self._subscribers)
 
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""
@@ -400,33 +312,17 @@ class EventBus:
         Raises:
             UnknownSubscriberError: the name is neither registered here nor bound in Redis.
         """
-        queue = names.queue_name(self.exchange, name)
-        removed = self.transport.unbind(queue, patterns)
-        if not removed and name not in self._subscribers:
-            raise UnknownSubscriberError(
-                f"no subscriber {name!r} is bound on exchange {self.exchange!r}; "
-                "'wowevent subscribers' lists those that are",
-                subscriber=name,
-            )
-        return removed
+        return unbind_subscriber(
+            self.transport, self.exchange, name, patterns, registered=name in self._subscribers
+        )
 
     def bindings(self) -> dict[str, list[str]]:
         """Subscriber name -> bound patterns, as Redis holds them now."""
-        snap: BindingSnapshot = self.transport.snapshot(refresh=True)
-        out: dict[str, list[str]] = {}
-        for queue, patterns in snap.queues().items():
-            name = names.subscriber_from_queue(self.exchange, queue) or queue
-            out[name] = patterns
-        return out
+        return bound_subscribers(self.transport, self.exchange)
 
     def queue_depths(self) -> dict[str, int]:
         """Subscriber name -> deliveries waiting in its queue, for every bound subscriber."""
-        bound = self.bindings()
-        queues = [names.queue_name(self.exchange, n) for n in bound]
-        depths = self.transport.queue_depths(queues)
-        return {n: depths[q] for n, q in zip(bound, queues, strict=True)}
-
-    # -- publishing ----------------------------------------------------------------------------
+        return waiting(self.transport, self.exchange, list(self.bindings()))
 
     def publish(
         self,
@@ -482,20 +378,8 @@ class EventBus:
     ) -> int:
         """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
 
-        ``group`` names the consumer's queue, so several processes with the same group share
-        the work. A delivery is acknowledged after every matching handler returned; when a
-        handler raises, the loop stops with that exception and the unacknowledged delivery goes
-        back to the queue.
-
-        Args:
-            handlers: Pattern -> callable taking an :class:`Event`.
-            group: Consumer group (queue) name.
-            limit: Stop after this many deliveries.
-            timeout: Stop after this many seconds without a delivery.
-            temporary: Unbind and delete the queue on exit (used by ``wowevent tail``).
-
-        Returns:
-            The number of deliveries handled.
+        ``group`` names the consumer's queue, shared by every process of the group; see
+        :func:`~wowevent_kombu.worker.consumer.run_consumer` for the arguments.
         """
         from wowevent_kombu.worker.consumer import run_consumer
 
@@ -507,14 +391,6 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
-
-
-def _kombu_readable_broker_url(sender: Celery, **_: Any) -> None:
-    url = sender.conf.broker_url
-    if isinstance(url, str) and url:
-        moved = credentials_in_userinfo(url)
-        if moved != url:
-            sender.conf.broker_url = moved
 
 
 def buses_of(app: Celery) -> list[EventBus]:

@@ -187,6 +187,16 @@ class Settings:
         fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"Settings({fields})"
 
+    @staticmethod
+    def resolve_exchange(exchange: str | None, environ: Mapping[str, str] | None = None) -> str:
+        """The exchange a bus uses: ``exchange``, else ``WOWEVENT_EXCHANGE``, else the default.
+
+        A bus fixes its exchange when it is made (its queue names derive from it), before the
+        rest of its settings are read.
+        """
+        env = os.environ if environ is None else environ
+        return exchange or env.get(ENV_PREFIX + "EXCHANGE") or DEFAULT_EXCHANGE
+
     @classmethod
     def load(
         cls,

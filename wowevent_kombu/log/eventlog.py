@@ -20,7 +20,7 @@ import redis
 
 from wowevent_kombu.brokers.redis.logscript import recent_buckets
 from wowevent_kombu.core import names
-from wowevent_kombu.core.errors import InvalidPatternError, LogQueryError
+from wowevent_kombu.core.errors import ConfigurationError, InvalidPatternError, LogQueryError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import TopicMatcher, validate_pattern
 from wowevent_kombu.core.settings import Settings
@@ -136,6 +136,21 @@ class EventLog:
         client: Redis client of the bus.
         settings: Bus settings (exchange, retention).
     """
+
+    @classmethod
+    def beside(cls, transport: object, settings: Settings) -> EventLog:
+        """The log in the Redis a bus's ``transport`` writes it to.
+
+        Raises:
+            ConfigurationError: the transport has no Redis (the in-memory test double).
+        """
+        client = getattr(transport, "client", None)
+        if client is None:
+            raise ConfigurationError(
+                "the event log lives in Redis; this bus's transport has none "
+                "(the in-memory TestBus keeps published events in bus.published)"
+            )
+        return cls(client, settings)
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client

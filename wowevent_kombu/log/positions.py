@@ -34,6 +34,16 @@ def split_position(position: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
+def position_text(position: tuple[int, int] | None) -> str | None:
+    """A ``(milliseconds, sequence)`` pair as the stream writes it (``None`` stays ``None``)."""
+    return None if position is None else f"{position[0]}-{position[1]}"
+
+
+def position_pair(text: str | None) -> tuple[int, int] | None:
+    """The inverse of :func:`position_text`; empty or ``None`` is ``None``."""
+    return None if not text else split_position(text)
+
+
 def position_time(position: str) -> datetime:
     """When the log recorded the event at ``position`` (Redis server clock, UTC)."""
     ms, _ = split_position(position)

@@ -32,7 +32,7 @@ from wowevent_kombu.core.errors import (
 from wowevent_kombu.core.matcher import TopicMatcher
 from wowevent_kombu.log.eventlog import EventLog, RawEntry, Selection
 from wowevent_kombu.log.pace import Clock, Pace, Speed, parse_speed
-from wowevent_kombu.log.positions import split_position
+from wowevent_kombu.log.positions import position_pair, position_text, split_position
 from wowevent_kombu.log.replayreport import (
     ReplayReport,
     progress_share,
@@ -105,7 +105,39 @@ class Replayer:
         resume: str | None = None,
         progress: Callable[[ReplayReport, float], None] | None = None,
     ) -> ReplayReport:
-        """See :meth:`wowevent_kombu.bus.EventBus.replay`."""
+        """Re-publish logged events as Celery tasks to the named subscribers only.
+
+        Each selected event goes to those of ``subscribers`` whose current patterns match its
+        type (to all of them with ``force``), keeping its id, marked as a replay
+        (``event.replayed``, header ``wowevent_replay``) and with a task id of its own. The
+        end of the selection is fixed when the replay starts.
+
+        Args:
+            subscribers: Subscriber names; ``None`` for every bound subscriber.
+            since: Earliest log time or position (as :meth:`EventLog.read` takes them).
+            until: Latest log time or position.
+            types: Topic pattern(s) the event types must match.
+            correlation_id: Only this correlation (read from its index).
+            source: Only events of this source.
+            speed: ``"instant"``, a factor of the original pacing (``1.0``, ``10.0``), or a
+                fixed rate ``"500/s"``.
+            dry_run: Count what would be delivered; send nothing, record nothing.
+            force: Deliver to every named subscriber even where its patterns do not match.
+            from_checkpoint: Start after the one named subscriber's checkpoint (from the start
+                of the log when it has none).
+            resume: Continue the interrupted replay with this id (other selection arguments
+                are taken from its record).
+            progress: Called after each batch with the report so far and the share done.
+
+        Returns:
+            The report; an empty selection gives a report of 0 events, not an error.
+
+        Raises:
+            LogQueryError: bad times, cursor, speed or an empty subscriber list.
+            UnknownSubscriberError: a named subscriber is not bound in Redis.
+            UnknownReplayError: ``resume`` names no recorded replay.
+            ReplayInterrupted: Ctrl-C; its ``replay_id`` resumes the replay.
+        """
         if resume is not None:
             return self._resume(resume, dry_run=dry_run, progress=progress)
         pace = parse_speed(speed)
@@ -129,9 +161,9 @@ class Replayer:
         subscriber_names = [t.name for t in targets]
         selection = {
             "subscribers": subscriber_names,
-            "start": _pos(chosen.start),
-            "end": _pos(chosen.end),
-            "after": _pos(chosen.after),
+            "start": position_text(chosen.start),
+            "end": position_text(chosen.end),
+            "after": position_text(chosen.after),
             "types": list(chosen.types),
             "correlation_id": correlation_id,
             "source": source,
@@ -174,9 +206,9 @@ class Replayer:
         targets = self._targets(selection["subscribers"])
         after = record.get("position") or selection["after"]
         chosen = Selection(
-            start=_unpos(selection["start"]),
-            end=_unpos(selection["end"]),
-            after=_unpos(after),
+            start=position_pair(selection["start"]),
+            end=position_pair(selection["end"]),
+            after=position_pair(after),
             types=tuple(selection["types"]),
             correlation_id=selection["correlation_id"],
             source=selection["source"],
@@ -360,11 +392,3 @@ class _Batch:
         self.position = None
         self.pushes = {}
         self.delivered = {}
-
-
-def _pos(position: tuple[int, int] | None) -> str | None:
-    return None if position is None else f"{position[0]}-{position[1]}"
-
-
-def _unpos(text: str | None) -> tuple[int, int] | None:
-    return None if not text else split_position(text)

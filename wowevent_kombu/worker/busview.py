@@ -43,5 +43,5 @@ class BusView(Protocol):
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns."""
 
-    def _queues_to_subscribers(self) -> dict[str, str]:
+    def queues_to_subscribers(self) -> dict[str, str]:
         """``{queue: subscriber name}`` of the registered subscribers."""

@@ -35,7 +35,24 @@ def run_consumer(
     timeout: float | None,
     temporary: bool,
 ) -> int:
-    """Bind ``group``'s queue to the handlers' patterns and dispatch deliveries until stopped."""
+    """Run a blocking consumer loop: bind ``group``'s queue, dispatch deliveries until stopped.
+
+    Each handler gets what its pattern matches. ``group`` names the consumer's queue, so
+    several processes with the same group share the work. A delivery is acknowledged after
+    every matching handler returned; when a handler raises, the loop stops with that exception
+    and the unacknowledged delivery goes back to the queue.
+
+    Args:
+        bus: The bus whose exchange and transport the loop uses.
+        handlers: Pattern -> callable taking an :class:`Event`.
+        group: Consumer group (queue) name.
+        limit: Stop after this many deliveries.
+        timeout: Stop after this many seconds without a delivery.
+        temporary: Unbind and delete the queue on exit (used by ``wowevent tail``).
+
+    Returns:
+        The number of deliveries handled.
+    """
     if not handlers:
         raise InvalidSubscriberError(
             "consume() needs at least one pattern -> handler", subscriber=group

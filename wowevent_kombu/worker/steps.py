@@ -204,7 +204,7 @@ def make_bootstep(bus: BusView) -> type[bootsteps.StartStopStep]:
                 log.warning(warning)
             attach_queues(worker.app, bus)
             if settings.amqp:
-                register_dispatch_task(worker.app, bus.exchange, bus._queues_to_subscribers)
+                register_dispatch_task(worker.app, bus.exchange, bus.queues_to_subscribers)
             elif install_guarded_transport(worker.app):
                 enable_bells(worker.app, [sub.queue for sub in bus.subscribers.values()])
                 limit_compression(worker.app, settings.max_event_bytes)
