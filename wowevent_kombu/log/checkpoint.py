@@ -18,7 +18,7 @@ from wowevent_kombu.worker.middleware import Middleware
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
     from wowevent_kombu.log.eventlog import EventLog
-    from wowevent_kombu.worker.subscriber import SubscriberTask
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class CheckpointMiddleware(Middleware):
         """The log checkpoints are positions of; ``None`` when there is none."""
         return self._log() if callable(self._log) else self._log
 
-    def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
+    def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         if event is None or not getattr(task, TASK_FLAG, False):
             return
         eventlog = self.eventlog

@@ -23,7 +23,7 @@ from wowevent_kombu.worker.middleware import Middleware, SkipDelivery
 
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
-    from wowevent_kombu.worker.subscriber import SubscriberTask
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 TASK_FLAG = "wowevent_idempotent"
 """Task attribute set on subscribers registered with ``idempotent=True``."""
@@ -97,10 +97,10 @@ class IdempotencyMiddleware(Middleware):
             self._store = self._store()
         return self._store
 
-    def before_handle(self, task: SubscriberTask, event: Event) -> None:
+    def before_handle(self, task: DeliveryTask, event: Event) -> None:
         if getattr(task, TASK_FLAG, False) and self.store.seen(task.wowevent_subscriber, event.id):
             raise SkipDelivery(f"{task.wowevent_subscriber} already handled event {event.id}")
 
-    def on_success(self, task: SubscriberTask, event: Event | None, result: Any) -> None:
+    def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         if event is not None and getattr(task, TASK_FLAG, False):
             self.store.mark(task.wowevent_subscriber, event.id)

@@ -21,7 +21,7 @@ from wowevent_kombu.worker.middleware import Middleware
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
     from wowevent_kombu.schemas.registry import SchemaRegistry
-    from wowevent_kombu.worker.subscriber import SubscriberTask
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class SchemaValidation(Middleware):
     def __repr__(self) -> str:
         return f"<SchemaValidation registry={self.registry!r} require={self.require}>"
 
-    def before_handle(self, task: SubscriberTask, event: Event) -> None:
+    def before_handle(self, task: DeliveryTask, event: Event) -> None:
         try:
             self.registry.validate(event, require=self.require)
         except EventValidationError as exc:

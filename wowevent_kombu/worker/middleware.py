@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wowevent_kombu.core.event import Event
+    from wowevent_kombu.worker.delivery import DeliveryTask
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +26,26 @@ class SkipDelivery(Exception):
 class Middleware:
     """Base class of delivery hooks; every hook is a no-op unless overridden.
 
-    ``task`` is the subscriber's Celery task, a
+    ``task`` is the subscriber's Celery task, seen as a
     :class:`~wowevent_kombu.worker.delivery.DeliveryTask` (``task.request`` holds retries, id,
-    headers; ``task.wowevent_subscriber`` is the subscriber name). The hooks here take it as
-    ``Any`` so that subclasses may annotate it as the protocol or as the concrete
-    :class:`~wowevent_kombu.worker.subscriber.SubscriberTask`.
+    headers; ``task.wowevent_subscriber`` is the subscriber name).
     """
 
     critical: bool = False
 
-    def before_handle(self, task: Any, event: Event) -> None:
+    def before_handle(self, task: DeliveryTask, event: Event) -> None:
         """The event was decoded; the handler is about to run. May raise :class:`SkipDelivery`."""
 
     def after_handle(
-        self, task: Any, event: Event, *, result: Any, exc: BaseException | None
+        self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
     ) -> None:
         """The handler returned ``result`` or raised ``exc`` (before Celery decides to retry)."""
 
-    def on_success(self, task: Any, event: Event | None, result: Any) -> None:
+    def on_success(self, task: DeliveryTask, event: Event | None, result: Any) -> None:
         """Celery recorded success."""
 
     def before_retry(
-        self, task: Any, event: Event | None, exc: BaseException | None, einfo: Any
+        self, task: DeliveryTask, event: Event | None, exc: BaseException | None, einfo: Any
     ) -> None:
         """A retry of this delivery is about to be sent; it does not exist yet.
 
@@ -54,10 +53,14 @@ class Middleware:
         is sent, another worker may run it, and fail it for good, before ``on_retry`` runs.
         """
 
-    def on_retry(self, task: Any, event: Event | None, exc: BaseException, einfo: Any) -> None:
+    def on_retry(
+        self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
+    ) -> None:
         """Celery sent a retry of this delivery (to the subscriber's own queue)."""
 
-    def on_failure(self, task: Any, event: Event | None, exc: BaseException, einfo: Any) -> None:
+    def on_failure(
+        self, task: DeliveryTask, event: Event | None, exc: BaseException, einfo: Any
+    ) -> None:
         """The delivery failed for good (retries exhausted or not retryable); not yet acked."""
 
 
