@@ -20,11 +20,11 @@ from wowevent_kombu.core.errors import DeadLetterError
 
 # Re-drive is conditional on the record still being there (two operators, or a retry racing a purge,
 # must not deliver it twice), which MULTI/EXEC cannot express; a script is just as atomic. Each push
-# rings the queue's bell (wowevent_kombu.brokers.redis.bell), the last two ARGV being the token and
+# rings the queue's bell (bell.RING_LUA's ring), the last two ARGV being the token and
 # the most tokens a bell holds. KEYS: records, index, queue..., the queues' bells in the same order;
 # ARGV: (id, queue number, message) triples, token, most tokens. Queue number 0: the message was
 # already sent elsewhere (a RabbitMQ broker), only the record is removed.
-_REDRIVE = """
+_REDRIVE = bell.RING_LUA + """
 local queues = (#KEYS - 2) / 2
 local token, most = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
 local moved = {}
@@ -34,8 +34,7 @@ for i = 1, #ARGV - 2, 3 do
     redis.call('ZREM', KEYS[2], ARGV[i])
     if n > 0 then
       redis.call('LPUSH', KEYS[2 + n], ARGV[i + 2])
-      redis.call('LPUSH', KEYS[2 + queues + n], token)
-      redis.call('LTRIM', KEYS[2 + queues + n], 0, most - 1)
+      ring(KEYS[2 + queues + n], token, most)
     end
     moved[#moved + 1] = ARGV[i]
   end
