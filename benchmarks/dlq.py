@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 
 from wowevent_kombu import Event, EventBus
-from wowevent_kombu.deadletter import Attempt, DeadLetter
+from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 
 TARGET = 10_000
 

@@ -184,7 +184,7 @@ class Run:
         """Delete this run's RabbitMQ queues and exchanges (all named after its exchange)."""
         from kombu import Connection
 
-        from wowevent_kombu import names
+        from wowevent_kombu.core import names
 
         defaults = [self.app.app.conf.task_default_queue, self.bare.app.conf.task_default_queue]
         queues = [sub.queue for sub in self.bus.subscribers.values()] + defaults

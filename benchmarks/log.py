@@ -26,10 +26,11 @@ from urllib.parse import urlsplit
 import redis
 from celery import Celery
 
-from wowevent_kombu import Event, EventBus, Settings, names
-from wowevent_kombu.logindex import NO_LOG, LogArguments, bucket_width_ms
-from wowevent_kombu.redisserver import RedisServer
-from wowevent_kombu.transport import Outgoing
+from wowevent_kombu import Event, EventBus, Settings
+from wowevent_kombu.brokers.base import Outgoing
+from wowevent_kombu.brokers.redis.logscript import NO_LOG, LogArguments, bucket_width_ms
+from wowevent_kombu.brokers.redis.server import RedisServer
+from wowevent_kombu.core import names
 
 
 class NoLog:

@@ -26,12 +26,12 @@ from celery import Celery
 from prometheus_client import CollectorRegistry
 
 from wowevent_kombu import EventBus, HealthRules
-from wowevent_kombu.collector import ClusterCollector
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.event import Event
-from wowevent_kombu.service import StatusService, make_server
-from wowevent_kombu.status import ClusterReader
-from wowevent_kombu.window import WindowRecorder
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.observability.collector import ClusterCollector
+from wowevent_kombu.observability.service import StatusService, make_server
+from wowevent_kombu.observability.status import ClusterReader
+from wowevent_kombu.observability.window import WindowRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -103,7 +103,7 @@ def hook_cost_us(repeat: int) -> float:
     """CPU microseconds the metrics hooks add to one successful delivery (in process)."""
     from types import SimpleNamespace
 
-    from wowevent_kombu.metrics import BusMetrics, MetricsMiddleware
+    from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
 
     recorder = WindowRecorder(lambda: redis.Redis(), "benchhooks", flush_interval=3600)
     middleware = MetricsMiddleware(BusMetrics(CollectorRegistry(), "benchhooks"), recorder)

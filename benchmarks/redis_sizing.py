@@ -18,8 +18,9 @@ import uuid
 import redis
 from celery import Celery
 
-from wowevent_kombu import Event, EventBus, names
-from wowevent_kombu.redisserver import RedisServer
+from wowevent_kombu import Event, EventBus
+from wowevent_kombu.brokers.redis.server import RedisServer
+from wowevent_kombu.core import names
 
 SUBSCRIBERS = {
     "billing": "order.*",

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wowevent_kombu.redisserver import RedisServer, answers, redis_server_binary
+from wowevent_kombu.brokers.redis.server import RedisServer, answers, redis_server_binary
 
 EVENTS = [
     ("order.created", {"order_id": "A-1001", "total": 42.0}),
@@ -76,8 +76,8 @@ def in_process_demo() -> int:
 def show_status(client: object, exchange: str, expected: int) -> None:
     """End with what an operator sees: the `wowevent status` table."""
     from wowevent_kombu import HealthRules
-    from wowevent_kombu.cli_observe import status_table
-    from wowevent_kombu.status import ClusterReader
+    from wowevent_kombu.cli.observe import status_table
+    from wowevent_kombu.observability.status import ClusterReader
 
     reader = ClusterReader(client, exchange, HealthRules.load())  # type: ignore[arg-type]
     deadline = time.monotonic() + 5  # workers add their counts to Redis about once a second

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from wowevent_kombu.redisserver import RedisServer, answers
+from wowevent_kombu.brokers.redis.server import RedisServer, answers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,7 +225,7 @@ class Broker:
         if self.kind == "amqp":
             from kombu import Connection
 
-            from wowevent_kombu import names
+            from wowevent_kombu.core import names
 
             queues = set()
             for bus in self._buses:

@@ -12,8 +12,9 @@ import pytest
 from celery import Celery
 
 from tests.conftest import Broker
-from wowevent_kombu import EventBus, PublishError, names
-from wowevent_kombu.amqptopology import subscriber_queue
+from wowevent_kombu import EventBus, PublishError
+from wowevent_kombu.brokers.amqp.topology import subscriber_queue
+from wowevent_kombu.core import names
 
 
 def free_port() -> int:

@@ -14,13 +14,12 @@ from kombu import Connection, Consumer, Queue
 from kombu.message import Message
 
 from tests.conftest import wait_for
-from wowevent_kombu import Event, EventBus, bell, names
-from wowevent_kombu.redistransport import (
-    BELL_QUEUES_OPTION,
-    QUARANTINE_CONTENT_TYPE,
-    GuardedChannel,
-)
-from wowevent_kombu.worker import GUARDED_TRANSPORT, enable_bells
+from wowevent_kombu import Event, EventBus
+from wowevent_kombu.brokers.redis import bell
+from wowevent_kombu.brokers.redis.channel import BELL_QUEUES_OPTION, GuardedChannel
+from wowevent_kombu.brokers.redis.entries import QUARANTINE_CONTENT_TYPE
+from wowevent_kombu.core import names
+from wowevent_kombu.worker.steps import GUARDED_TRANSPORT, enable_bells
 
 
 @pytest.fixture

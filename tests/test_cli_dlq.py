@@ -15,10 +15,11 @@ from click.testing import CliRunner, Result
 
 from tests.conftest import ROOT
 from tests.test_deadletter import make
-from wowevent_kombu import EventBus, InvalidFilterError, names
+from wowevent_kombu import EventBus, InvalidFilterError
 from wowevent_kombu.cli import cli
-from wowevent_kombu.cli_types import parse_time
-from wowevent_kombu.event import Event
+from wowevent_kombu.cli.types import parse_time
+from wowevent_kombu.core import names
+from wowevent_kombu.core.event import Event
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wowevent_kombu import EventSchema, InvalidSchemaError
-from wowevent_kombu.compatibility import MODES, breaking_changes, check_compatibility
+from wowevent_kombu.schemas.compatibility import MODES, breaking_changes, check_compatibility
 
 BASE: dict[str, Any] = {
     "type": "object",

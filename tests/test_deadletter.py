@@ -9,16 +9,10 @@ import pytest
 import redis
 from celery import Celery
 
-from wowevent_kombu import (
-    DeadLetterError,
-    EventBus,
-    InvalidFilterError,
-    UnknownDeadLetterError,
-    names,
-    wire,
-)
-from wowevent_kombu.deadletter import Attempt, DeadLetter, DeadLetterFilter
-from wowevent_kombu.event import Event
+from wowevent_kombu import DeadLetterError, EventBus, InvalidFilterError, UnknownDeadLetterError
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.deadletters.record import Attempt, DeadLetter, DeadLetterFilter
 
 
 @pytest.fixture
@@ -221,7 +215,7 @@ def test_retention_drops_the_oldest_and_reports_it(
 
 
 def test_memory_transport_has_no_store(redis_url: str) -> None:
-    from wowevent_kombu.errors import ConfigurationError
+    from wowevent_kombu.core.errors import ConfigurationError
     from wowevent_kombu.testing import MemoryTransport
 
     bus = EventBus(Celery("m", set_as_current=False), transport=MemoryTransport())

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wowevent_kombu import Event, EventEncodingError, InvalidEventError, InvalidEventTypeError
-from wowevent_kombu.event import encode_json
+from wowevent_kombu.core.event import encode_json
 
 
 @pytest.mark.parametrize(

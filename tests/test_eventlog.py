@@ -11,7 +11,7 @@ import redis
 from celery import Celery
 
 from wowevent_kombu import Event, EventBus, InvalidPatternError, LogQueryError, Settings
-from wowevent_kombu.eventlog import parse_when, split_position
+from wowevent_kombu.log.positions import parse_when, split_position
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from billiard.exceptions import WorkerLostError
 from celery import Celery
 from celery.exceptions import Retry
 
-from wowevent_kombu import EventBus, Reject, names
-from wowevent_kombu.errors import EventEncodingError, InvalidEventError
-from wowevent_kombu.event import Event
-from wowevent_kombu.failures import classify
+from wowevent_kombu import EventBus, Reject
+from wowevent_kombu.core import names
+from wowevent_kombu.core.errors import EventEncodingError, InvalidEventError
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.worker.failures import classify
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from wowevent_kombu import ConfigurationError, HealthRules
-from wowevent_kombu.health import judge
-from wowevent_kombu.window import WINDOW_BOUNDS, bucket_index, quantile
+from wowevent_kombu.observability.health import judge
+from wowevent_kombu.observability.window import WINDOW_BOUNDS, bucket_index, quantile
 
 RULES = HealthRules(min_attempts=10, degraded_backlog_age=60, unhealthy_backlog_age=300)
 

@@ -6,7 +6,7 @@ import redis
 from celery import Celery
 
 from wowevent_kombu import Event, IdempotencyMiddleware
-from wowevent_kombu.idempotency import ProcessedIds
+from wowevent_kombu.log.idempotency import ProcessedIds
 from wowevent_kombu.testing import TestBus
 
 

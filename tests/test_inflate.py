@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from wowevent_kombu.inflate import InflateError, bounded, content_type, inflate
+from wowevent_kombu.brokers.redis.inflate import InflateError, bounded, content_type, inflate
 
 CODECS = {
     "application/x-gzip": zlib.compress,

@@ -2,9 +2,14 @@
 
 from types import SimpleNamespace
 
-from wowevent_kombu.malformed import RAW_LIMIT, MalformedEntries, malformed_record, source_queue
-from wowevent_kombu.redistransport import MALFORMED_HEADER, SOURCE_QUEUE
-from wowevent_kombu.subscriber import body_problem
+from wowevent_kombu.brokers.redis.entries import MALFORMED_HEADER, SOURCE_QUEUE
+from wowevent_kombu.worker.malformed import (
+    RAW_LIMIT,
+    MalformedEntries,
+    malformed_record,
+    source_queue,
+)
+from wowevent_kombu.worker.subscriber import body_problem
 
 
 class Store:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wowevent_kombu import InvalidPatternError, TopicMatcher
-from wowevent_kombu.matcher import validate_pattern
+from wowevent_kombu.core.matcher import validate_pattern
 
 # (pattern, routing key, matches?) — RabbitMQ tutorial 5 and the AMQP 0-9-1 topic rules.
 TABLE = [

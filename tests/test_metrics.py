@@ -10,7 +10,7 @@ from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry
 
 from wowevent_kombu import EventValidationError, InvalidEventError, MetricsMiddleware, instrument
-from wowevent_kombu.metrics import DEAD_LETTERED_MARK, BusMetrics, seconds_since
+from wowevent_kombu.observability.metrics import DEAD_LETTERED_MARK, BusMetrics, seconds_since
 from wowevent_kombu.testing import TestBus
 
 

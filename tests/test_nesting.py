@@ -2,7 +2,7 @@
 
 import pytest
 
-from wowevent_kombu.nesting import depth_exceeds, text_may_exceed
+from wowevent_kombu.core.nesting import depth_exceeds, text_may_exceed
 
 
 def deep(levels):

@@ -19,7 +19,7 @@ def test_the_semaphore_looks_the_hand_over_up_on_the_worker_at_call_time():
     source = inspect.getsource(WorkController._process_task_sem)
     assert "self._process_task" in source, (
         f"{VERSION}: WorkController._process_task_sem no longer calls self._process_task; "
-        "the pool guard (wowevent_kombu.poolguard) would not see the hand-over"
+        "the pool guard (wowevent_kombu.worker.poolguard) would not see the hand-over"
     )
     assert callable(getattr(WorkController, "_process_task", None)), (
         f"{VERSION}: WorkController._process_task is gone"

@@ -7,11 +7,12 @@ import pytest
 import redis
 from celery import Celery
 
-from wowevent_kombu import Event, EventBus, PublishError, Settings, names
-from wowevent_kombu.logindex import bucket_width_ms
-from wowevent_kombu.publishscript import PUBLISH
-from wowevent_kombu.redisserver import RedisServer
-from wowevent_kombu.wire import decode_task_message
+from wowevent_kombu import Event, EventBus, PublishError, Settings
+from wowevent_kombu.brokers.redis.logscript import bucket_width_ms
+from wowevent_kombu.brokers.redis.publishscript import PUBLISH
+from wowevent_kombu.brokers.redis.server import RedisServer
+from wowevent_kombu.core import names
+from wowevent_kombu.core.wire import decode_task_message
 
 
 @pytest.fixture

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from wowevent_kombu.redisserver import RedisServer, answers, redis_server_binary, running, stop_pid
+from wowevent_kombu.brokers.redis.server import (
+    RedisServer,
+    answers,
+    redis_server_binary,
+    running,
+    stop_pid,
+)
 
 IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"  # noqa: E501
 

@@ -9,11 +9,12 @@ import zlib
 import pytest
 from celery import Celery
 
-from wowevent_kombu import wire
-from wowevent_kombu.redistransport import (
+from wowevent_kombu.brokers.redis.channel import (
     BELL_QUEUES_OPTION,
     COMPRESSION_OPTION,
     INFLATE_LIMIT_OPTION,
+)
+from wowevent_kombu.brokers.redis.entries import (
     MALFORMED_HEADER,
     QUARANTINE_CONTENT_TYPE,
     SOURCE_QUEUE,
@@ -21,7 +22,8 @@ from wowevent_kombu.redistransport import (
     envelope_problem,
     parse_entry,
 )
-from wowevent_kombu.worker import GUARDED_TRANSPORT, install_guarded_transport
+from wowevent_kombu.core import wire
+from wowevent_kombu.worker.steps import GUARDED_TRANSPORT, install_guarded_transport
 
 
 def test_a_real_message_passes_through_stamped_with_its_queue():
@@ -74,7 +76,7 @@ def test_workers_of_redis_brokers_get_the_guarded_transport():
 
 
 def test_bell_queues_accumulate_in_the_transport_options():
-    from wowevent_kombu.worker import enable_bells
+    from wowevent_kombu.worker.steps import enable_bells
 
     redis_app = app("redis://localhost:6379/0", broker_transport_options={"visibility_timeout": 9})
     enable_bells(redis_app, ["x.b", "x.a"])
@@ -86,8 +88,8 @@ def test_bell_queues_accumulate_in_the_transport_options():
 def test_workers_of_sentinel_brokers_get_the_guarded_sentinel_transport():
     from kombu.transport.redis import SentinelChannel
 
-    from wowevent_kombu.redistransport import GuardedChannel, SentinelTransport
-    from wowevent_kombu.worker import GUARDED_SENTINEL_TRANSPORT
+    from wowevent_kombu.brokers.redis.channel import GuardedChannel, SentinelTransport
+    from wowevent_kombu.worker.steps import GUARDED_SENTINEL_TRANSPORT
 
     sentinel_app = app("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380")
     assert install_guarded_transport(sentinel_app)
@@ -165,7 +167,7 @@ def test_an_accepted_compressed_body_is_inflated_once_here(codec):
 
 
 def test_the_subscriber_queues_take_only_the_apps_own_compression():
-    from wowevent_kombu.worker import inflate_limit, limit_compression
+    from wowevent_kombu.worker.steps import inflate_limit, limit_compression
 
     plain = app("redis://localhost:6379/0")
     limit_compression(plain, 1000)

@@ -19,7 +19,7 @@ from wowevent_kombu import (
     SchemaRegistry,
     UnknownSchemaError,
 )
-from wowevent_kombu.schema import CompiledSchema, SemVer
+from wowevent_kombu.schemas.schema import CompiledSchema, SemVer
 
 ORDER = {
     "type": "object",
@@ -324,6 +324,7 @@ def test_unreachable_registry_is_a_publish_error(redis_url, exchange, redis_clie
 
 def test_test_bus_validates_deliveries_and_never_retries_invalid_ones(registry):
     from wowevent_kombu import Middleware
+    from wowevent_kombu.publisher import Publisher
     from wowevent_kombu.testing import TestBus
 
     retried = []
@@ -343,8 +344,10 @@ def test_test_bus_validates_deliveries_and_never_retries_invalid_ones(registry):
     bus.publish("order.created", GOOD)
     # A foreign publisher's event naming a version that does not exist, sent unvalidated.
     foreign = Event(type="order.created", data=GOOD, schema_version="3.0.0")
-    unvalidated = TestBus(Celery("p", set_as_current=False), exchange=bus.exchange)
-    bus.memory.send([unvalidated._prepare(foreign)], mandatory=False)
+    unvalidated = Publisher(source="foreign", settings=lambda: bus.settings,
+                            transport=lambda: bus.memory, metrics=lambda: None,
+                            schemas=None, require_schemas=False)  # fmt: skip
+    unvalidated.publish_many([foreign], mandatory=False)
     done = bus.drain()
     assert [d.state for d in done] == ["SUCCESS", "FAILURE"]
     assert isinstance(done[1].result, EventValidationError)

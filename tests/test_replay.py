@@ -22,11 +22,10 @@ from wowevent_kombu import (
     ReplayInterrupted,
     UnknownReplayError,
     UnknownSubscriberError,
-    names,
-    wire,
 )
 from wowevent_kombu.cli import cli
-from wowevent_kombu.pace import Clock, Pace, parse_speed
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.log.pace import Clock, Pace, parse_speed
 
 
 @pytest.fixture
@@ -173,7 +172,7 @@ def test_bad_input_is_refused_and_an_empty_selection_reports_zero(bus: EventBus)
 def test_interrupted_replay_resumes_without_gaps_or_duplicates(
     bus: EventBus, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("wowevent_kombu.replay.BATCH", 10)
+    monkeypatch.setattr("wowevent_kombu.log.replay.BATCH", 10)
     events = [bus.publish("order.created", {"n": i}) for i in range(35)]
     bus.declare()
     calls = []

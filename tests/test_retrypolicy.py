@@ -8,7 +8,7 @@ import pytest
 from celery import Celery
 
 from wowevent_kombu import EventBus, InvalidSubscriberError, backoff_delays, exponential_retries
-from wowevent_kombu.event import Event
+from wowevent_kombu.core.event import Event
 
 
 @pytest.mark.parametrize(

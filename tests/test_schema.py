@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wowevent_kombu import EventSchema
-from wowevent_kombu.schema import CompiledSchema
+from wowevent_kombu.schemas.schema import CompiledSchema
 
 SCHEMAS: list[dict[str, Any]] = [
     {

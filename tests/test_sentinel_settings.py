@@ -11,8 +11,8 @@ from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 
 from wowevent_kombu import ConfigurationError, EventBus, ReplicationError, Settings
-from wowevent_kombu.connection import kombu_transport_options, make_client
-from wowevent_kombu.settings import redact_url, sentinel_hosts
+from wowevent_kombu.brokers.redis.connection import kombu_transport_options, make_client
+from wowevent_kombu.core.urls import redact_url, sentinel_hosts
 
 URL = "sentinel://:s3cret@127.0.0.1:26379/2;sentinel://127.0.0.1:26380"
 
@@ -137,7 +137,7 @@ def test_wait_replicas_raises_when_no_replica_acknowledges(
 def test_wait_is_sent_only_when_asked(
     redis_url: str, exchange: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wowevent_kombu import atomic
+    from wowevent_kombu.brokers.redis import atomic
 
     sent: list[object] = []
     real = atomic.PinnedTransactions.run_script

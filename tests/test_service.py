@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from tests.integration.serving import serving
 from wowevent_kombu import EventBus, HealthRules, instrument
-from wowevent_kombu.collector import ClusterCollector
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.service import StatusService, make_server
-from wowevent_kombu.status import ClusterReader
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.observability.collector import ClusterCollector
+from wowevent_kombu.observability.service import StatusService, make_server
+from wowevent_kombu.observability.status import ClusterReader
 
 TOKEN = "t0ken"
 
@@ -115,7 +115,7 @@ def test_a_secret_in_a_request_query_is_never_logged(
     service: tuple[EventBus, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     _, address = service
-    caplog.set_level(logging.INFO, logger="wowevent_kombu.service")
+    caplog.set_level(logging.INFO, logger="wowevent_kombu.observability.service")
     status, _, body = call(address, "GET", "/status?password=s3cret&Token=t0p-s3cret")
     assert status == 400 and b"s3cret" not in body
     lines = [record.getMessage() for record in caplog.records]

@@ -4,8 +4,8 @@ import pytest
 from celery import Celery
 
 from wowevent_kombu import ConfigurationError, EventBus, Settings
-from wowevent_kombu.settings import credentials_in_userinfo, redact_url
-from wowevent_kombu.worker import check_worker_config
+from wowevent_kombu.core.urls import credentials_in_userinfo, redact_url
+from wowevent_kombu.worker.steps import check_worker_config
 
 
 def test_precedence_explicit_env_conf():

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 
 from wowevent_kombu import EventBus, HealthRules
-from wowevent_kombu import names as names_module
+from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.cli import cli
-from wowevent_kombu.collector import ClusterCollector
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.status import ClusterReader, oldest_event_age
-from wowevent_kombu.window import WindowRecorder
+from wowevent_kombu.core import names as names_module
+from wowevent_kombu.observability.collector import ClusterCollector
+from wowevent_kombu.observability.status import ClusterReader, oldest_event_age
+from wowevent_kombu.observability.window import WindowRecorder
 
 
 def make_bus(redis_url: str, exchange: str) -> EventBus:

@@ -6,12 +6,8 @@ publisher, logged and delivered in one Redis transaction.
 
 from __future__ import annotations
 
-from .bus import EventBus
-from .checkpoint import CheckpointMiddleware
-from .compatibility import Change
-from .deadletter import Attempt, DeadLetter, DeadLetterFilter
-from .deadletterstore import DeadLetterStore, Page
-from .errors import (
+from wowevent_kombu.bus import EventBus
+from wowevent_kombu.core.errors import (
     ConfigurationError,
     DeadLetterError,
     DeadLetterWriteError,
@@ -39,22 +35,27 @@ from .errors import (
     UnroutableEventError,
     WowEventError,
 )
-from .event import Event
-from .eventlog import EventLog, LogEntry
-from .failures import DeadLetterMiddleware
-from .health import HealthRules
-from .idempotency import IdempotencyMiddleware
-from .matcher import TopicMatcher
-from .metrics import BusMetrics, MetricsMiddleware
-from .middleware import Middleware, SkipDelivery
-from .registry import SchemaRecord, SchemaRegistry
-from .replay import ReplayReport
-from .retrypolicy import backoff_delays, exponential_retries
-from .schema import EventSchema, Violation
-from .settings import Settings
-from .subscriber import Subscriber, SubscriberTask
-from .telemetry import instrument
-from .validation import SchemaValidation
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.findings import Change, Violation
+from wowevent_kombu.core.matcher import TopicMatcher
+from wowevent_kombu.core.retrypolicy import backoff_delays, exponential_retries
+from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.deadletters.record import Attempt, DeadLetter, DeadLetterFilter
+from wowevent_kombu.deadletters.store import DeadLetterStore, Page
+from wowevent_kombu.log.checkpoint import CheckpointMiddleware
+from wowevent_kombu.log.eventlog import EventLog, LogEntry
+from wowevent_kombu.log.idempotency import IdempotencyMiddleware
+from wowevent_kombu.log.replay import ReplayReport
+from wowevent_kombu.observability.health import HealthRules
+from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
+from wowevent_kombu.observability.telemetry import instrument
+from wowevent_kombu.schemas.record import SchemaRecord
+from wowevent_kombu.schemas.registry import SchemaRegistry
+from wowevent_kombu.schemas.schema import EventSchema
+from wowevent_kombu.schemas.validation import SchemaValidation
+from wowevent_kombu.worker.failures import DeadLetterMiddleware
+from wowevent_kombu.worker.middleware import Middleware, SkipDelivery
+from wowevent_kombu.worker.subscriber import Subscriber, SubscriberTask
 
 __all__ = [
     "Attempt",

@@ -2,50 +2,43 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from . import amqptopology, names, wire
-from .checkpoint import TASK_FLAG as CHECKPOINT
-from .checkpoint import CheckpointMiddleware
-from .connection import make_client
-from .deadletterstore import DeadLetterStore
-from .errors import (
+from wowevent_kombu.brokers.base import Transport
+from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
+from wowevent_kombu.brokers.factory import make_transport, pinned_route
+from wowevent_kombu.core import names
+from wowevent_kombu.core.errors import (
     ConfigurationError,
-    EventTooLargeError,
-    InvalidEventError,
     InvalidSubscriberError,
-    PublishError,
-    UnknownSubscriberError,
 )
-from .event import Event
-from .eventlog import EventLog
-from .failures import DeadLetterMiddleware
-from .idempotency import TASK_FLAG as IDEMPOTENT
-from .idempotency import IdempotencyMiddleware, MemoryProcessedIds, ProcessedIds
-from .malformed import MalformedEntries, make_malformed_step
-from .middleware import Middleware
-from .poolguard import make_pool_guard_step
-from .registry import SchemaRegistry
-from .settings import ENV_PREFIX, Settings, credentials_in_userinfo
-from .subscriber import Handler, Subscriber, check_name, normalise_patterns, register
-from .topology import BindingSnapshot
-from .transport import Outgoing, RedisTransport, Transport
-from .validation import SchemaValidation
-from .worker import make_binding_step, make_bootstep
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.deadletters.store import DeadLetterStore
+from wowevent_kombu.log.eventlog import EventLog
+from wowevent_kombu.log.options import apply_log_options, processed_ids_of
+from wowevent_kombu.publisher import Publisher
+from wowevent_kombu.schemas.registry import SchemaRegistry
+from wowevent_kombu.schemas.validation import SchemaValidation
+from wowevent_kombu.worker.deadlettering import DeadLettering
+from wowevent_kombu.worker.install import install
+from wowevent_kombu.worker.middleware import Middleware
+from wowevent_kombu.worker.subscriber import (
+    Handler,
+    Subscriber,
+    check_name,
+    normalise_patterns,
+    register,
+)
 
 if TYPE_CHECKING:
-    from .metrics import BusMetrics
-    from .replay import ReplayReport
-
-log = logging.getLogger(__name__)
+    from wowevent_kombu.log.replay import ReplayReport
+    from wowevent_kombu.observability.metrics import BusMetrics
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -65,14 +58,14 @@ class EventBus:
         transport: Where events go; defaults to Redis at the app's broker URL. Tests pass
             :class:`wowevent_kombu.testing.MemoryTransport`.
         middleware: Delivery hooks run around every subscriber's handler, in this order
-            (see :class:`~wowevent_kombu.middleware.Middleware`); append more before workers
+            (see :class:`~wowevent_kombu.worker.middleware.Middleware`); append more before workers
             start with :meth:`add_middleware`.
         subscriber_defaults: Celery task options applied to every subscriber of this bus
             unless the subscriber sets them itself (e.g. ``max_retries``, ``retry_backoff``).
         publish_timeout: Seconds before a publish to an unresponsive Redis raises.
         max_event_bytes: Largest encoded event accepted.
         wait_replicas: After each publish, wait for this many replicas to acknowledge it
-            (Redis ``WAIT``) and raise :class:`~wowevent_kombu.errors.ReplicationError` when
+            (Redis ``WAIT``) and raise :class:`~wowevent_kombu.core.errors.ReplicationError` when
             fewer do; closes the window in which a failover loses acknowledged publishes, at the
             cost of one replication round trip per publish (see ``docs/scaling.md``).
         wait_timeout_ms: How long that wait may take (milliseconds, below ``publish_timeout``).
@@ -82,7 +75,7 @@ class EventBus:
         schemas: A schema registry: published events are validated against it (an invalid
             event raises ``EventValidationError`` and nothing is written) and carry the schema
             version they were checked with; subscribers validate again before their handler
-            runs (see :class:`~wowevent_kombu.validation.SchemaValidation`).
+            runs (see :class:`~wowevent_kombu.schemas.validation.SchemaValidation`).
         require_schemas: Refuse events whose type has no registered schema (needs ``schemas``).
         validate_on_consume: Add the consume-time check to the subscribers (default True when
             ``schemas`` is given).
@@ -114,9 +107,7 @@ class EventBus:
         # The exchange is fixed now (queue names derive from it); the rest of the settings are
         # read on first use, so an app configured after the bus was created is honoured.
         self.exchange: str = (
-            settings.exchange
-            if settings is not None
-            else exchange or os.environ.get(ENV_PREFIX + "EXCHANGE") or names.DEFAULT_EXCHANGE
+            settings.exchange if settings is not None else Settings.resolve_exchange(exchange)
         )
         self._settings = settings
         self._overrides: dict[str, Any] = {
@@ -137,38 +128,30 @@ class EventBus:
             self.middleware.insert(0, SchemaValidation(schemas, require=require_schemas))
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
-        """Counts publishes when set (see :func:`wowevent_kombu.telemetry.instrument`)."""
-        self._dead_letter_middleware: DeadLetterMiddleware | None = None
-        if dead_lettering:
-            self._dead_letter_middleware = DeadLetterMiddleware(
-                self._worker_dead_letters, retention=dead_letter_retention
-            )
+        """Counts publishes when set (see ``telemetry.instrument``)."""
+        self._dead_letters = DeadLettering(
+            enabled=dead_lettering,
+            retention=dead_letter_retention,
+            exchange=self.exchange,
+            transport=lambda: self.transport,
+            settings=lambda: self.settings,
+            redrive_targets=lambda: set(self.bindings()) | set(self._subscribers),
+        )
+        if self._dead_letters.middleware is not None:
             # Last in the chain, so on_failure (run in reverse) writes the record before any
             # other middleware reacts to the failure.
-            self.middleware.append(self._dead_letter_middleware)
-        self._dead_letters: DeadLetterStore | None = None
-        self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
-        app.steps["worker"].add(make_bootstep(self))
-        app.steps["consumer"].add(make_binding_step(self))
-        entries = MalformedEntries(
-            self._queues_to_subscribers,
-            self._malformed_store,
-            # Registered on RabbitMQ only; on Redis no worker knows it, so it is refused anyway.
-            routed_task=names.dispatch_task_name(self.exchange),
+            self.middleware.append(self._dead_letters.middleware)
+        self._publisher = Publisher(
+            source=source,
+            settings=lambda: self.settings,
+            transport=lambda: self.transport,
+            metrics=lambda: self.metrics,
+            schemas=schemas,
+            require_schemas=require_schemas,
         )
-        app.steps["consumer"].add(make_malformed_step(self.exchange, entries))
-        app.steps["worker"].add(make_pool_guard_step(self.exchange, entries.record))
-        # Kombu (hence every worker) fails on ``?password=`` in the broker URL, which redis-py
-        # and the publisher accept: give Kombu the same credentials in the userinfo.
-        if app.configured:
-            _kombu_readable_broker_url(app)
-        else:
-            app.on_after_configure.connect(_kombu_readable_broker_url, weak=False)
-        buses = getattr(app, APP_ATTRIBUTE, None)
-        if buses is None:
-            buses = []
-            setattr(app, APP_ATTRIBUTE, buses)
-        buses.append(self)
+        self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
+        install(app, self, self._dead_letters.malformed_store)
+        vars(app).setdefault(APP_ATTRIBUTE, []).append(self)
 
     def __repr__(self) -> str:
         return f"<EventBus exchange={self.exchange!r} subscribers={sorted(self._subscribers)}>"
@@ -186,21 +169,13 @@ class EventBus:
     def transport(self) -> Transport:
         """The transport, created (without connecting) on first use."""
         if self._transport is None:
-            settings = self.settings
-            if settings.amqp:
-                from .amqptransport import AmqpTransport
-
-                self._transport = AmqpTransport(make_client(settings), settings)
-            else:
-                self._transport = RedisTransport(make_client(settings), settings)
+            self._transport = make_transport(self.settings)
         return self._transport
 
     @property
     def subscribers(self) -> Mapping[str, Subscriber]:
         """Subscribers registered on this bus in this process, by name."""
         return dict(self._subscribers)
-
-    # -- subscribing ---------------------------------------------------------------------------
 
     def subscriber(
         self, patterns: str | Sequence[str], *, name: str, bind: bool = False, **task_options: Any
@@ -214,10 +189,9 @@ class EventBus:
             task_options: Any Celery task option, with Celery's meaning (``autoretry_for``,
                 ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
                 Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
-                Two options are the bus's own: ``idempotent=True`` skips event ids this
-                subscriber already handled successfully (see :mod:`wowevent_kombu.idempotency`)
-                and ``checkpoint=True`` records the log position of the newest event it handled
-                (see :mod:`wowevent_kombu.checkpoint`). Both are off by default.
+                The bus's own, both off by default: ``idempotent=True`` skips event ids already
+                handled (:mod:`~wowevent_kombu.log.idempotency`); ``checkpoint=True`` records
+                the newest handled log position (:mod:`~wowevent_kombu.log.checkpoint`).
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).
@@ -248,32 +222,17 @@ class EventBus:
         return decorate
 
     def _pinned_route(self, queue: str) -> Queue:
-        """Where a retry of ``queue``'s subscriber is sent: that queue only, on any broker."""
-        if self.settings.amqp:
-            return amqptopology.pinned_route(self.exchange, queue)
-        return Queue(
-            queue, exchange=Exchange("", type="direct"), routing_key=queue, no_declare=True
-        )
+        return pinned_route(self.settings, queue)
 
     def _log_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Turn ``idempotent``/``checkpoint`` into task flags and install their middleware."""
-        options = dict(options)
-        if options.pop("idempotent", False):
-            options[IDEMPOTENT] = True
-            if not any(isinstance(m, IdempotencyMiddleware) for m in self.middleware):
-                # First, so an already handled event runs no other hook either.
-                self.middleware.insert(0, IdempotencyMiddleware(self._processed_ids))
-        if options.pop("checkpoint", False):
-            options[CHECKPOINT] = True
-            if not any(isinstance(m, CheckpointMiddleware) for m in self.middleware):
-                self.middleware.append(CheckpointMiddleware(self._log_if_any))
-        return options
-
-    def _processed_ids(self) -> ProcessedIds | MemoryProcessedIds:
-        eventlog = self._log_if_any()
-        if eventlog is None:
-            return MemoryProcessedIds()
-        return ProcessedIds(eventlog.client, self.exchange, self.settings.log_max_age)
+        return apply_log_options(
+            options,
+            self.middleware,
+            processed_ids=lambda: processed_ids_of(
+                self._log_if_any(), self.exchange, self.settings.log_max_age
+            ),
+            eventlog=self._log_if_any,
+        )
 
     def _log_if_any(self) -> EventLog | None:
         return self.log if getattr(self.transport, "client", None) is not None else None
@@ -282,13 +241,7 @@ class EventBus:
     def log(self) -> EventLog:
         """The persisted event log: queries, lookups, stats and checkpoints (needs Redis)."""
         if self._log is None:
-            client = getattr(self.transport, "client", None)
-            if client is None:
-                raise ConfigurationError(
-                    "the event log lives in Redis; this bus's transport has none "
-                    "(the in-memory TestBus keeps published events in bus.published)"
-                )
-            self._log = EventLog(client, self.settings)
+            self._log = EventLog.beside(self.transport, self.settings)
         return self._log
 
     def replay(
@@ -310,37 +263,11 @@ class EventBus:
         """Re-publish logged events as Celery tasks to the named subscribers only.
 
         Each selected event goes to those of ``subscribers`` whose current patterns match its
-        type (to all of them with ``force``), keeping its id, marked as a replay
-        (``event.replayed``, header ``wowevent_replay``) and with a task id of its own. The
-        end of the selection is fixed when the replay starts.
-
-        Args:
-            subscribers: Subscriber names; ``None`` for every bound subscriber.
-            since: Earliest log time or position (see :meth:`EventLog.read`).
-            until: Latest log time or position.
-            types: Topic pattern(s) the event types must match.
-            correlation_id: Only this correlation (read from its index).
-            source: Only events of this source.
-            speed: ``"instant"``, a factor of the original pacing (``1.0``, ``10.0``), or a
-                fixed rate ``"500/s"``.
-            dry_run: Count what would be delivered; send nothing, record nothing.
-            force: Deliver to every named subscriber even where its patterns do not match.
-            from_checkpoint: Start after the one named subscriber's checkpoint (from the start
-                of the log when it has none).
-            resume: Continue the interrupted replay with this id (other selection arguments
-                are taken from its record).
-            progress: Called after each batch with the report so far and the share done.
-
-        Returns:
-            The report; an empty selection gives a report of 0 events, not an error.
-
-        Raises:
-            LogQueryError: bad times, cursor, speed or an empty subscriber list.
-            UnknownSubscriberError: a named subscriber is not bound in Redis.
-            UnknownReplayError: ``resume`` names no recorded replay.
-            ReplayInterrupted: Ctrl-C; its ``replay_id`` resumes the replay.
+        type (to all of them with ``force``), keeping its id and marked as a replay. The
+        arguments, the report and the errors are those of
+        :meth:`Replayer.run <wowevent_kombu.log.replay.Replayer.run>`.
         """
-        from .replay import Replayer
+        from wowevent_kombu.log.replay import Replayer
 
         return Replayer(self, self.log).run(
             subscribers=subscribers, since=since, until=until, types=types,
@@ -353,7 +280,7 @@ class EventBus:
 
         The dead-letter middleware stays last in the chain: its ``on_failure`` runs first.
         """
-        if self._dead_letter_middleware is not None:
+        if self._dead_letters.middleware is not None:
             self.middleware.insert(len(self.middleware) - 1, item)
         else:
             self.middleware.append(item)
@@ -365,36 +292,11 @@ class EventBus:
         Raises:
             ConfigurationError: the bus's transport is not Redis (e.g. the in-memory test bus).
         """
-        if self._dead_letters is None:
-            client = getattr(self.transport, "client", None)
-            if client is None:
-                raise ConfigurationError(
-                    "the dead-letter store needs the Redis transport; this bus uses "
-                    f"{type(self.transport).__name__}"
-                )
-            self._dead_letters = DeadLetterStore(
-                client,
-                self.exchange,
-                known_subscribers=self._redrive_targets,
-                send=self.transport.push_commands if self.settings.amqp else None,
-            )
-        return self._dead_letters
+        return self._dead_letters.store()
 
-    def _worker_dead_letters(self) -> DeadLetterStore | None:
-        """The store for the failure middleware; ``None`` (nothing recorded) without Redis."""
-        if getattr(self.transport, "client", None) is None:
-            return None
-        return self.dead_letters
-
-    def _queues_to_subscribers(self) -> dict[str, str]:
+    def queues_to_subscribers(self) -> dict[str, str]:
+        """``{queue: subscriber name}`` of the subscribers registered here."""
         return {sub.queue: sub.name for sub in self._subscribers.values()}
-
-    def _malformed_store(self) -> DeadLetterStore | None:
-        """Where malformed entries of the subscriber queues are recorded (``None``: nowhere)."""
-        return None if self._dead_letter_middleware is None else self._worker_dead_letters()
-
-    def _redrive_targets(self) -> set[str]:
-        return set(self.bindings()) | set(self._subscribers)
 
     def declare(self) -> dict[str, tuple[str, ...]]:
         """Bind every registered subscriber's queue to its patterns (idempotent; deploy time)."""
@@ -410,33 +312,17 @@ class EventBus:
         Raises:
             UnknownSubscriberError: the name is neither registered here nor bound in Redis.
         """
-        queue = names.queue_name(self.exchange, name)
-        removed = self.transport.unbind(queue, patterns)
-        if not removed and name not in self._subscribers:
-            raise UnknownSubscriberError(
-                f"no subscriber {name!r} is bound on exchange {self.exchange!r}; "
-                "'wowevent subscribers' lists those that are",
-                subscriber=name,
-            )
-        return removed
+        return unbind_subscriber(
+            self.transport, self.exchange, name, patterns, registered=name in self._subscribers
+        )
 
     def bindings(self) -> dict[str, list[str]]:
         """Subscriber name -> bound patterns, as Redis holds them now."""
-        snap: BindingSnapshot = self.transport.snapshot(refresh=True)
-        out: dict[str, list[str]] = {}
-        for queue, patterns in snap.queues().items():
-            name = names.subscriber_from_queue(self.exchange, queue) or queue
-            out[name] = patterns
-        return out
+        return bound_subscribers(self.transport, self.exchange)
 
     def queue_depths(self) -> dict[str, int]:
         """Subscriber name -> deliveries waiting in its queue, for every bound subscriber."""
-        bound = self.bindings()
-        queues = [names.queue_name(self.exchange, n) for n in bound]
-        depths = self.transport.queue_depths(queues)
-        return {n: depths[q] for n, q in zip(bound, queues, strict=True)}
-
-    # -- publishing ----------------------------------------------------------------------------
+        return waiting(self.transport, self.exchange, list(self.bindings()))
 
     def publish(
         self,
@@ -460,30 +346,11 @@ class EventBus:
             UnroutableEventError: ``mandatory=True`` and no subscriber matches; nothing written.
             PublishError: Redis failed or timed out; nothing written (see ``outcome_unknown``).
         """
-        if schema_version is None and self.schemas is not None:
-            # Resolved here so the event is built once with its version, not copied to add it.
-            try:
-                schema_version = self.schemas.latest_version(type)
-            except redis.RedisError as exc:
-                raise _registry_error(exc, type, ()) from exc
-        attributes: dict[str, Any] = {
-            "source": source or self.source,
-            "subject": subject,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "schema_version": schema_version,
-        }
-        if id is not None:
-            attributes["id"] = id
-        if time is not None:
-            attributes["time"] = time
-        try:
-            event = Event(type=type, data=data, **attributes)
-        except InvalidEventError:
-            if self.metrics is not None:
-                self.metrics.record_validation_failure("publish")
-            raise
-        return self.publish_many([event], mandatory=mandatory)[0]
+        event = self._publisher.build(
+            type, data, source=source, subject=subject, correlation_id=correlation_id,
+            causation_id=causation_id, schema_version=schema_version, id=id, time=time,
+        )  # fmt: skip
+        return self._publisher.publish_many([event], mandatory=mandatory)[0]
 
     def publish_event(self, event: Event, *, mandatory: bool = False) -> Event:
         """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
@@ -496,40 +363,7 @@ class EventBus:
         per subscriber queue. Every event is validated before anything is sent, so one invalid
         event stops the whole batch. Returns the events as sent (with their schema versions).
         """
-        try:
-            batch = [self._prepare(event) for event in events]
-        except InvalidEventError:
-            if self.metrics is not None:
-                self.metrics.record_validation_failure("publish")
-            raise
-        routes = self.transport.send(batch, mandatory=mandatory)
-        published = [item.event for item in batch]
-        if self.metrics is not None:
-            self.metrics.record_published(published, routes)
-        return published
-
-    def _prepare(self, event: Event) -> Outgoing:
-        if not isinstance(event, Event):
-            raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
-        if self.schemas is not None:
-            try:
-                event = self.schemas.validate(event, require=self.require_schemas)
-            except redis.RedisError as exc:
-                raise _registry_error(exc, event.type, (event.id,)) from exc
-        text = event.to_json()
-        # Encoded once, for the message body and the size check alike.
-        prepared = wire.prepare(text, event_type=event.type)
-        size = prepared.size
-        if size > self.settings.max_event_bytes:
-            raise EventTooLargeError(
-                f"event {event.id} of type {event.type!r} is {size} bytes encoded; the limit is "
-                f"{self.settings.max_event_bytes} (max_event_bytes). Store large payloads "
-                "elsewhere and send a reference",
-                event_type=event.type,
-                size=size,
-                limit=self.settings.max_event_bytes,
-            )
-        return Outgoing(event, text, prepared)
+        return self._publisher.publish_many(events, mandatory=mandatory)
 
     # -- consuming outside Celery --------------------------------------------------------------
 
@@ -544,22 +378,10 @@ class EventBus:
     ) -> int:
         """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
 
-        ``group`` names the consumer's queue, so several processes with the same group share
-        the work. A delivery is acknowledged after every matching handler returned; when a
-        handler raises, the loop stops with that exception and the unacknowledged delivery goes
-        back to the queue.
-
-        Args:
-            handlers: Pattern -> callable taking an :class:`Event`.
-            group: Consumer group (queue) name.
-            limit: Stop after this many deliveries.
-            timeout: Stop after this many seconds without a delivery.
-            temporary: Unbind and delete the queue on exit (used by ``wowevent tail``).
-
-        Returns:
-            The number of deliveries handled.
+        ``group`` names the consumer's queue, shared by every process of the group; see
+        :func:`~wowevent_kombu.worker.consumer.run_consumer` for the arguments.
         """
-        from .consumer import run_consumer
+        from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
             self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary
@@ -569,23 +391,6 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
-
-
-def _registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]) -> PublishError:
-    return PublishError(
-        f"reading the schema registry failed ({type(exc).__name__}: {exc}); nothing was "
-        "written: publish again once Redis answers",
-        event_ids=ids,
-        event_type=event_type,
-    )
-
-
-def _kombu_readable_broker_url(sender: Celery, **_: Any) -> None:
-    url = sender.conf.broker_url
-    if isinstance(url, str) and url:
-        moved = credentials_in_userinfo(url)
-        if moved != url:
-            sender.conf.broker_url = moved
 
 
 def buses_of(app: Celery) -> list[EventBus]:

@@ -27,18 +27,18 @@ from typing import Any
 
 from celery import Celery
 
-from . import names, wire
-from .atomic import Command
-from .bus import EventBus
-from .event import Event
-from .matcher import validate_pattern
-from .settings import Settings
-from .topology import Binding, BindingSnapshot, kombu_regex
-from .transport import Outgoing, copies, unroutable_error
+from wowevent_kombu.brokers.base import Outgoing, copies, unroutable_error
+from wowevent_kombu.brokers.redis.atomic import Command
+from wowevent_kombu.bus import EventBus
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.matcher import validate_pattern
+from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.core.topology import Binding, BindingSnapshot, kombu_regex
 
 
 class MemoryTransport:
-    """A :class:`~wowevent_kombu.transport.Transport` that keeps everything in this process."""
+    """A :class:`~wowevent_kombu.brokers.base.Transport` that keeps everything in this process."""
 
     def __init__(self, exchange: str = names.DEFAULT_EXCHANGE) -> None:
         self.exchange = exchange

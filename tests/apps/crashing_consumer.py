@@ -11,8 +11,8 @@ import sys
 
 from kombu import Connection, Consumer, Queue
 
-from wowevent_kombu.redistransport import BELL_QUEUES_OPTION
-from wowevent_kombu.worker import GUARDED_TRANSPORT
+from wowevent_kombu.brokers.redis.channel import BELL_QUEUES_OPTION
+from wowevent_kombu.worker.steps import GUARDED_TRANSPORT
 
 
 def main(url: str, queue: str) -> None:

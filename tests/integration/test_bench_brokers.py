@@ -18,7 +18,7 @@ import redis
 from kombu import Connection
 
 from benchmarks import brokers
-from wowevent_kombu import names
+from wowevent_kombu.core import names
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from tests.conftest import Broker, Worker, seen, wait_for
-from wowevent_kombu import names
-from wowevent_kombu.errors import UnroutableEventError
+from wowevent_kombu.core import names
+from wowevent_kombu.core.errors import UnroutableEventError
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ import redis
 from celery import Celery
 
 from tests.conftest import Worker, seen, wait_for
-from wowevent_kombu import EventBus, names, wire
-from wowevent_kombu.deadletter import DeadLetter
+from wowevent_kombu import EventBus
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.deadletters.record import DeadLetter
 
 APP = "tests.apps.dlq"
 
@@ -139,7 +140,9 @@ def test_rejected_and_invalid_deliveries_skip_their_retries(
     )
     by_subscriber = {r.subscriber: r for r in records}
     assert by_subscriber["rejecting"].reason == "rejected"
-    assert by_subscriber["rejecting"].attempts[0].exception_type == "wowevent_kombu.errors.Reject"
+    assert (
+        by_subscriber["rejecting"].attempts[0].exception_type == "wowevent_kombu.core.errors.Reject"
+    )
     assert by_subscriber["picky"].reason == "rejected"
     assert by_subscriber["picky"].attempts[0].exception_type == "KeyError"
     invalid = by_subscriber["strict"]

@@ -15,9 +15,10 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Worker, wait_for
-from wowevent_kombu import EventBus, HealthRules, wire
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.status import ClusterReader
+from wowevent_kombu import EventBus, HealthRules
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.core import wire
+from wowevent_kombu.observability.status import ClusterReader
 
 pytestmark = pytest.mark.integration
 

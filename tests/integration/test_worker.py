@@ -7,7 +7,8 @@ import pytest
 from celery import Celery
 
 from tests.conftest import seen, wait_for
-from wowevent_kombu import EventBus, names
+from wowevent_kombu import EventBus
+from wowevent_kombu.core import names
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from wowevent_kombu.redisserver import RedisServer
+from wowevent_kombu.brokers.redis.server import RedisServer
 
 
 def pytest_collection_modifyitems(items):

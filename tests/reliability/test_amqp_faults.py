@@ -67,7 +67,7 @@ def test_hostile_messages_on_rabbitmq_are_dead_lettered_and_the_worker_keeps_goi
 ) -> None:
     from kombu import Connection, Exchange
 
-    from wowevent_kombu import names
+    from wowevent_kombu.core import names
 
     worker = start_worker(env=rabbit.worker_env)  # tests.apps.shop: billing and audit on order.*
     bus = rabbit.bus()

@@ -1,9 +1,9 @@
 """A delivery is in its queue or in Kombu's unacked bookkeeping at every instant, never neither.
 
-Kombu's own Redis consumer pops with BRPOP and records the delivery with a second command; the
-bus's workers pop and record in one script (wowevent_kombu.bell). These tests catch the gap
-between the two steps: a Redis that refuses the second step, and snapshots taken while a real
-worker drains a queue.
+Kombu's own Redis consumer pops with BRPOP and records the delivery with a second command; the bus's
+workers pop and record in one script (wowevent_kombu.brokers.redis.bell). These tests catch the gap
+between the two steps: a Redis that refuses the second step, and snapshots taken while a real worker
+drains a queue.
 """
 
 import json
@@ -16,7 +16,7 @@ import redis
 from tests.conftest import ROOT, wait_for
 from tests.reliability.conftest import runs
 from tests.reliability.counting import publish_all, publisher
-from wowevent_kombu import names
+from wowevent_kombu.core import names
 
 
 def start_load_worker(start_worker, server, exchange, **env):

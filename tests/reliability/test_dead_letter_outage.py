@@ -11,7 +11,7 @@ import redis
 
 from tests.conftest import wait_for
 from tests.reliability.counting import publisher
-from wowevent_kombu import names
+from wowevent_kombu.core import names
 
 
 def unlucky_runs(client, exchange):

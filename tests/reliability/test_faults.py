@@ -24,10 +24,10 @@ def publish_all(bus, n):
 def settle(client, exchange, ids):
     """Await every delivery, crash redeliveries included; fail naming any that never came.
 
-    Workers pop a delivery and record it as unacknowledged in one step (wowevent_kombu.bell),
-    so a worker killed, or a Redis stopped, at any moment leaves each delivery in its queue or
-    in Kombu's unacked hash, from where the visibility timeout brings it back: nothing needs a
-    replay from the log.
+    Workers pop a delivery and record it as unacknowledged in one step
+    (wowevent_kombu.brokers.redis.bell), so a worker killed, or a Redis stopped, at any moment
+    leaves each delivery in its queue or in Kombu's unacked hash, from where the visibility timeout
+    brings it back: nothing needs a replay from the log.
     """
     try:
         wait_for(lambda: not missing(client, exchange, ids), timeout=60,
@@ -185,7 +185,7 @@ def test_redis_restart_or_kill_during_publishing(private_redis, start_worker, en
 
 def test_worker_started_before_redis_recovers(private_redis, start_worker, env_for, exchange,
                                               tmp_path):  # fmt: skip
-    from wowevent_kombu.redisserver import RedisServer, free_port
+    from wowevent_kombu.brokers.redis.server import RedisServer, free_port
 
     port = free_port()
     server = RedisServer(port=port, directory=tmp_path / "late")

@@ -4,7 +4,8 @@ import redis
 
 from tests.conftest import wait_for
 from tests.reliability.counting import publish_all, publisher, report, runs, tally
-from wowevent_kombu import DeadLetterFilter, names
+from wowevent_kombu import DeadLetterFilter
+from wowevent_kombu.core import names
 
 
 def test_hanging_handler_is_killed_retried_and_dead_lettered(private_redis, start_worker,

@@ -24,10 +24,10 @@ from wowevent_kombu import (
     InvalidEventError,
     InvalidEventTypeError,
     InvalidPatternError,
-    names,
 )
 from wowevent_kombu.cli import EXIT_DATAERR, cli
-from wowevent_kombu.matcher import validate_pattern
+from wowevent_kombu.core import names
+from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.testing import TestBus
 
 DEPTH = 100_000

@@ -32,20 +32,20 @@ from wowevent_kombu import (
     LogQueryError,
     Settings,
     TopicMatcher,
-    names,
 )
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_UNAVAILABLE, cli
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.errors import InvalidSchemaError
-from wowevent_kombu.eventlog import parse_when, split_position
-from wowevent_kombu.malformed import malformed_record
-from wowevent_kombu.matcher import validate_pattern
-from wowevent_kombu.redisserver import free_port
-from wowevent_kombu.schema import SemVer
-from wowevent_kombu.service import StatusService
-from wowevent_kombu.settings import redact_url
-from wowevent_kombu.status import ClusterReader
+from wowevent_kombu.core import names
+from wowevent_kombu.core.errors import InvalidSchemaError
+from wowevent_kombu.core.matcher import validate_pattern
+from wowevent_kombu.core.urls import redact_url
+from wowevent_kombu.log.positions import parse_when, split_position
+from wowevent_kombu.observability.service import StatusService
+from wowevent_kombu.observability.status import ClusterReader
+from wowevent_kombu.schemas.schema import SemVer
 from wowevent_kombu.testing import TestBus
+from wowevent_kombu.worker.malformed import malformed_record
 
 SECRET = "s3cret-Pw"
 TOKEN = "t0ken"

@@ -9,7 +9,8 @@ import redis
 
 from tests.conftest import wait_for
 from tests.reliability.counting import publish_all, publisher, report, runs
-from wowevent_kombu import DeadLetterFilter, names, wire
+from wowevent_kombu import DeadLetterFilter
+from wowevent_kombu.core import names, wire
 
 
 class Planted:

@@ -27,12 +27,11 @@ from wowevent_kombu import (
     EventEncodingError,
     EventSchema,
     SchemaRegistry,
-    names,
-    wire,
 )
 from wowevent_kombu.cli import EXIT_DATAERR, cli
-from wowevent_kombu.nesting import MAX_DEPTH
-from wowevent_kombu.worker import inflate_limit
+from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.nesting import MAX_DEPTH
+from wowevent_kombu.worker.steps import inflate_limit
 
 TOKEN = "poison-admin-token"
 

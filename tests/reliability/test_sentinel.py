@@ -21,18 +21,12 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import Worker, wait_for
-from wowevent_kombu import (
-    EventBus,
-    EventSchema,
-    HealthRules,
-    PublishError,
-    SchemaRegistry,
-)
+from wowevent_kombu import EventBus, EventSchema, HealthRules, PublishError, SchemaRegistry
+from wowevent_kombu.brokers.redis.connection import make_client
+from wowevent_kombu.brokers.redis.sentinelcluster import SentinelCluster
 from wowevent_kombu.cli import cli
-from wowevent_kombu.connection import make_client
-from wowevent_kombu.sentinelcluster import SentinelCluster
-from wowevent_kombu.service import StatusService, make_server
-from wowevent_kombu.status import ClusterReader
+from wowevent_kombu.observability.service import StatusService, make_server
+from wowevent_kombu.observability.status import ClusterReader
 
 APP = "tests.apps.sentinelapp"
 

@@ -9,7 +9,8 @@ import redis
 from celery import Celery
 
 from tests.conftest import wait_for
-from wowevent_kombu import Event, EventBus, names
+from wowevent_kombu import Event, EventBus
+from wowevent_kombu.core import names
 
 EVENTS = 30
 

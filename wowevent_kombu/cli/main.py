@@ -1,0 +1,166 @@
+"""The ``wowevent`` group and its core commands: publish, tail, subscribers, declare, unbind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+
+import click
+
+from wowevent_kombu.cli._common import (
+    TAIL_TIMEOUT_MAX,
+    CliContext,
+    handle_errors,
+    pass_ctx,
+    redis_errors_as_unavailable,
+)
+from wowevent_kombu.cli.types import BROKER_SCHEMES, STORE_SCHEMES, BrokerURL, Count, FiniteFloat
+from wowevent_kombu.core.errors import InvalidEventError
+from wowevent_kombu.core.event import Event, decode_json
+from wowevent_kombu.core.names import TAIL_PREFIX
+
+
+@click.group(name="wowevent")
+@click.option(
+    "--broker", envvar="WOWEVENT_BROKER_URL", type=BrokerURL(BROKER_SCHEMES),
+    help="Broker URL, Redis or RabbitMQ [env WOWEVENT_BROKER_URL].",
+)  # fmt: skip
+@click.option(
+    "--store", envvar="WOWEVENT_STORE_URL", type=BrokerURL(STORE_SCHEMES),
+    help="Redis of the log and dead letters beside a RabbitMQ broker [env WOWEVENT_STORE_URL].",
+)  # fmt: skip
+@click.option("--exchange", envvar="WOWEVENT_EXCHANGE", help="Exchange [env WOWEVENT_EXCHANGE].")
+@click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", help="Celery app, module:attr.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-v", "--verbose", is_flag=True, help="Log the library's debug messages.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    broker: str | None,
+    store: str | None,
+    exchange: str | None,
+    app_path: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Publish, watch and operate a wowevent_kombu event bus."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+    parent = ctx.obj  # under `celery wowevent`, Celery's CLIContext with the -A app
+    celery_app = getattr(parent, "app", None) if parent is not None else None
+    ctx.obj = CliContext(broker, exchange, app_path, as_json, celery_app=celery_app, store=store)
+
+
+@cli.command()
+@click.argument("event_type")
+@click.argument("data", default="null")
+@click.option("--source", default="wowevent-cli", show_default=True)
+@click.option("--subject")
+@click.option("--correlation-id")
+@click.option("--mandatory", is_flag=True, help="Fail if no subscriber matches.")
+@pass_ctx
+@handle_errors
+def publish(
+    obj: CliContext,
+    event_type: str,
+    data: str,
+    source: str,
+    subject: str | None,
+    correlation_id: str | None,
+    mandatory: bool,
+) -> None:
+    """Publish one event of EVENT_TYPE with DATA (JSON text)."""
+    try:
+        payload = decode_json(data)
+    except ValueError as exc:
+        raise InvalidEventError(f"DATA is not valid JSON: {exc}") from exc
+    event = obj.bus().publish(
+        event_type,
+        payload,
+        source=source,
+        subject=subject,
+        correlation_id=correlation_id,
+        mandatory=mandatory,
+    )
+    obj.emit(event.to_cloudevent(), f"published {event.type} {event.id}")
+
+
+@cli.command()
+@click.argument("pattern", nargs=-1, required=True)
+@click.option("--limit", type=Count(1), help="Stop after this many events.")
+@click.option("--timeout", type=FiniteFloat(0, TAIL_TIMEOUT_MAX, above=True, unit=" of seconds"),
+              help="Stop after this many idle seconds.")  # fmt: skip
+@pass_ctx
+@handle_errors
+def tail(
+    obj: CliContext, pattern: tuple[str, ...], limit: int | None, timeout: float | None
+) -> None:
+    """Print live events matching PATTERN (a temporary queue, unbound on exit)."""
+
+    bus = obj.bus()
+
+    def show(event: Event) -> None:
+        doc = event.to_cloudevent()
+        if obj.as_json:
+            click.echo(json.dumps(doc, separators=(",", ":")))
+        else:
+            data = json.dumps(doc.get("data"), separators=(",", ":"))
+            click.echo(f"{doc['time']}  {event.type:<30} {event.id}  {data}")
+
+    group = f"{TAIL_PREFIX}{uuid.uuid4().hex[:12]}"
+    handlers: dict[str, Callable[[Event], None]] = dict.fromkeys(pattern, show)
+    with contextlib.suppress(KeyboardInterrupt):
+        bus.consume(handlers, group=group, limit=limit, timeout=timeout, temporary=True)
+
+
+@cli.command()
+@pass_ctx
+@handle_errors
+@redis_errors_as_unavailable
+def subscribers(obj: CliContext) -> None:
+    """List bound subscribers with their patterns and waiting deliveries."""
+    bus = obj.bus()
+    bound = bus.bindings()
+    depths = bus.queue_depths()
+    rows = [
+        {"subscriber": name, "patterns": patterns, "waiting": depths.get(name, 0)}
+        for name, patterns in sorted(bound.items())
+    ]
+    lines = [f"{'SUBSCRIBER':<30} {'WAITING':>8}  PATTERNS"] + [
+        f"{name:<30} {depths.get(name, 0):>8}  {', '.join(patterns)}"
+        for name, patterns in sorted(bound.items())
+    ]
+    obj.emit(rows, "\n".join(lines) if rows else "no subscribers are bound")
+
+
+@cli.command()
+@pass_ctx
+@handle_errors
+@redis_errors_as_unavailable
+def declare(obj: CliContext) -> None:
+    """Bind every subscriber of the app (-A) to its patterns (idempotent; run at deploy)."""
+    bus = obj.bus()
+    if not bus.subscribers:
+        raise click.UsageError("no subscribers to declare: pass the app with -A module:app")
+    declared = bus.declare()
+    obj.emit(
+        {k: list(v) for k, v in declared.items()},
+        "\n".join(f"declared {n}: {', '.join(p)}" for n, p in sorted(declared.items())),
+    )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--pattern", "patterns", multiple=True, help="Only this pattern (repeatable).")
+@pass_ctx
+@handle_errors
+@redis_errors_as_unavailable
+def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
+    """Remove subscriber NAME's bindings; queued deliveries stay queued."""
+    removed = obj.bus().unsubscribe(name, list(patterns) or None)
+    obj.emit(
+        {"subscriber": name, "removed": removed},
+        f"unbound {name}: {', '.join(removed) or 'nothing matched'}",
+    )

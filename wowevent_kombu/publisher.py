@@ -1,0 +1,144 @@
+"""Publishing: build the event, validate it, encode it once, check its size, hand it to the broker.
+
+Every publish path (:meth:`EventBus.publish <wowevent_kombu.bus.EventBus.publish>`, the CLI,
+the HTTP admin route, replays of built events) ends in :meth:`Publisher.publish_many`: either
+the whole batch is valid and sent in one broker call, or nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from wowevent_kombu.brokers.base import Outgoing, Transport
+from wowevent_kombu.core import wire
+from wowevent_kombu.core.errors import EventTooLargeError, InvalidEventError, PublishError
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.settings import Settings
+from wowevent_kombu.schemas.registry import SchemaRegistry
+
+if TYPE_CHECKING:
+    from wowevent_kombu.observability.metrics import BusMetrics
+
+
+class Publisher:
+    """The publish path of one bus; its parts are looked up on use, as the bus makes them lazily.
+
+    Args:
+        source: Default CloudEvents ``source``.
+        settings: Returns the bus settings.
+        transport: Returns the broker transport.
+        metrics: Returns the bus's metrics, or ``None`` when it is not instrumented.
+        schemas: The schema registry to validate against, if any.
+        require_schemas: Refuse events whose type has no registered schema.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        settings: Callable[[], Settings],
+        transport: Callable[[], Transport],
+        metrics: Callable[[], BusMetrics | None],
+        schemas: SchemaRegistry | None,
+        require_schemas: bool,
+    ) -> None:
+        self.source = source
+        self._settings = settings
+        self._transport = transport
+        self._metrics = metrics
+        self.schemas = schemas
+        self.require_schemas = require_schemas
+
+    def build(
+        self,
+        type: str,
+        data: Any,
+        *,
+        source: str | None,
+        subject: str | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        schema_version: str | None,
+        id: str | None,
+        time: datetime | None,
+    ) -> Event:
+        """The event a publish call describes, with its schema's newest version when unset."""
+        if schema_version is None and self.schemas is not None:
+            # Resolved here so the event is built once with its version, not copied to add it.
+            try:
+                schema_version = self.schemas.latest_version(type)
+            except redis.RedisError as exc:
+                raise registry_error(exc, type, ()) from exc
+        attributes: dict[str, Any] = {
+            "source": source or self.source,
+            "subject": subject,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "schema_version": schema_version,
+        }
+        if id is not None:
+            attributes["id"] = id
+        if time is not None:
+            attributes["time"] = time
+        try:
+            return Event(type=type, data=data, **attributes)
+        except InvalidEventError:
+            self._count_invalid()
+            raise
+
+    def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
+        """Validate every event, then log and deliver them all in one broker call."""
+        try:
+            batch = [self.prepare(event) for event in events]
+        except InvalidEventError:
+            self._count_invalid()
+            raise
+        routes = self._transport().send(batch, mandatory=mandatory)
+        published = [item.event for item in batch]
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.record_published(published, routes)
+        return published
+
+    def prepare(self, event: Event) -> Outgoing:
+        """``event`` validated against its schema, encoded once and size-checked."""
+        if not isinstance(event, Event):
+            raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
+        if self.schemas is not None:
+            try:
+                event = self.schemas.validate(event, require=self.require_schemas)
+            except redis.RedisError as exc:
+                raise registry_error(exc, event.type, (event.id,)) from exc
+        text = event.to_json()
+        # Encoded once, for the message body and the size check alike.
+        prepared = wire.prepare(text, event_type=event.type)
+        limit = self._settings().max_event_bytes
+        if prepared.size > limit:
+            raise EventTooLargeError(
+                f"event {event.id} of type {event.type!r} is {prepared.size} bytes encoded; the "
+                f"limit is {limit} (max_event_bytes). Store large payloads elsewhere and send a "
+                "reference",
+                event_type=event.type,
+                size=prepared.size,
+                limit=limit,
+            )
+        return Outgoing(event, text, prepared)
+
+    def _count_invalid(self) -> None:
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.record_validation_failure("publish")
+
+
+def registry_error(exc: redis.RedisError, event_type: str, ids: tuple[str, ...]) -> PublishError:
+    """The ``PublishError`` of a publish that could not read the schema registry."""
+    return PublishError(
+        f"reading the schema registry failed ({type(exc).__name__}: {exc}); nothing was "
+        "written: publish again once Redis answers",
+        event_ids=ids,
+        event_type=event_type,
+    )
