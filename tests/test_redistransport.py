@@ -88,7 +88,8 @@ def test_bell_queues_accumulate_in_the_transport_options():
 def test_workers_of_sentinel_brokers_get_the_guarded_sentinel_transport():
     from kombu.transport.redis import SentinelChannel
 
-    from wowevent_kombu.brokers.redis.channel import GuardedChannel, SentinelTransport
+    from wowevent_kombu.brokers.redis.channel import GuardedChannel
+    from wowevent_kombu.brokers.redis.transport import SentinelTransport
     from wowevent_kombu.worker.steps import GUARDED_SENTINEL_TRANSPORT
 
     sentinel_app = app("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380")

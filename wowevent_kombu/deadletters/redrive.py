@@ -24,7 +24,9 @@ from wowevent_kombu.core.errors import DeadLetterError
 # the most tokens a bell holds. KEYS: records, index, queue..., the queues' bells in the same order;
 # ARGV: (id, queue number, message) triples, token, most tokens. Queue number 0: the message was
 # already sent elsewhere (a RabbitMQ broker), only the record is removed.
-_REDRIVE = bell.RING_LUA + """
+_REDRIVE = (
+    bell.RING_LUA
+    + """
 local queues = (#KEYS - 2) / 2
 local token, most = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
 local moved = {}
@@ -41,6 +43,7 @@ for i = 1, #ARGV - 2, 3 do
 end
 return moved
 """
+)
 
 
 class Target(NamedTuple):

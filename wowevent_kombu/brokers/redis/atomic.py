@@ -18,6 +18,8 @@ import hiredis
 import redis
 from redis.exceptions import NoScriptError
 
+from wowevent_kombu.brokers.compat import pool_connection
+
 Command = tuple[Any, ...]
 _MULTI = hiredis.pack_command(("MULTI",))
 _EXEC = hiredis.pack_command(("EXEC",))
@@ -64,13 +66,13 @@ def execute_atomic(
         redis.ConnectionError, redis.TimeoutError: the connection failed; it is discarded.
     """
     pool = client.connection_pool
-    conn = pool.get_connection()
+    conn = pool_connection(pool)
     try:
         return _transact(conn, commands, then)
     except redis.ResponseError:
         raise
     except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
+        conn.disconnect()
         raise
     finally:
         pool.release(conn)
@@ -136,7 +138,7 @@ class PinnedTransactions:
         pid = os.getpid()
         if getattr(self._local, "pid", None) == pid and self._local.conn is not None:
             return self._local.conn
-        self._local.conn, self._local.pid = self._pool.get_connection(), pid
+        self._local.conn, self._local.pid = pool_connection(self._pool), pid
         return self._local.conn
 
     def _drop(self) -> None:

@@ -25,8 +25,13 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
+from wowevent_kombu.brokers import compat
 from wowevent_kombu.brokers.redis import bell, entries
 from wowevent_kombu.brokers.redis.atomic import LuaScript, run_script
+from wowevent_kombu.brokers.redis.backport import (
+    OLD_KOMBU_OPTIONS,
+    OldKombuDefaults,
+)
 from wowevent_kombu.brokers.redis.entries import (
     OTHER_INFLATE_LIMIT,
     QUARANTINE_CONTENT_TYPE,
@@ -61,7 +66,7 @@ INFLATE_LIMIT_OPTION = "wowevent_inflate_limit"
 """Transport option: most bytes a bell queue's compressed body may inflate to."""
 
 
-class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
+class GuardedChannel(OldKombuDefaults, kombu_redis.Channel):  # type: ignore[misc]
     """A Redis channel that quarantines unusable entries and pops bell queues atomically.
 
     For the queues named in the transport option :data:`BELL_QUEUES_OPTION` (the bus's
@@ -80,6 +85,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         BELL_QUEUES_OPTION,
         COMPRESSION_OPTION,
         INFLATE_LIMIT_OPTION,
+        *OLD_KOMBU_OPTIONS,
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -317,7 +323,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
         with self.conn_or_acquire() as client:
             if queue in self._belled:
                 popped = self._pop(client, [queue], 1, [self._get_records])
-                self._maybe_update_queues_expire(client, queue)
+                self._touch(client, queue)
                 if not popped:
                     raise Empty()
                 _, item, tag = popped[0]
@@ -325,12 +331,17 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
                 if item:
-                    self._maybe_update_queues_expire(client, queue)
+                    self._touch(client, queue)
                     return parse_entry(item, queue, self.compression_of(queue))
-            self._maybe_update_queues_expire(client, queue)
+            self._touch(client, queue)
             raise Empty()
 
     # -- writing: every push to a bell queue rings its bell ---------------------------------
+
+    def _touch(self, client: Any, queue: str) -> None:
+        """Renew ``queue``'s ``x-expires`` after a pop, as Kombu's ``_get`` does (5.7 on)."""
+        if compat.KOMBU_QUEUE_EXPIRES:
+            self._maybe_update_queues_expire(client, queue)
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         if queue not in self._belled:
@@ -338,7 +349,7 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             return
         pri = self._get_message_priority(message, reverse=False)
         commands: list[tuple[Any, ...]] = [("LPUSH", self._q_for_pri(queue, pri), dumps(message))]
-        if self._expires and queue in self._expires:
+        if compat.KOMBU_QUEUE_EXPIRES and self._expires and queue in self._expires:
             commands += [("PEXPIRE", key, self._expires[queue]) for key in self._lists(queue)]
         commands += bell.ring(queue)
         batch = kwargs.pop("_publish_batch", None)
@@ -373,27 +384,3 @@ class GuardedChannel(kombu_redis.Channel):  # type: ignore[misc]
             raise  # abort the transaction, which would otherwise drop the unacked record
         except Exception:
             log.critical("Could not restore message: %r", payload, exc_info=True)
-
-
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
-    """Kombu's Redis transport using :class:`GuardedChannel` (``redis://`` and ``rediss://``)."""
-
-    Channel = GuardedChannel
-
-
-class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    """:class:`GuardedChannel`'s parsing and atomic pops on Kombu's Sentinel channel."""
-
-    # Both bases extend Kombu's option list; the first base's list alone would drop the other's.
-    from_transport_options = (
-        *kombu_redis.SentinelChannel.from_transport_options,
-        BELL_QUEUES_OPTION,
-        COMPRESSION_OPTION,
-        INFLATE_LIMIT_OPTION,
-    )
-
-
-class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
-    """Kombu's Sentinel transport using :class:`GuardedSentinelChannel` (``sentinel://``)."""
-
-    Channel = GuardedSentinelChannel

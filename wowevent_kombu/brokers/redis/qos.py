@@ -7,6 +7,9 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
+from wowevent_kombu.brokers import compat
+from wowevent_kombu.brokers.redis.backport import restore_throttle
+
 
 class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
     """Kombu's Redis QoS, without the second unacked write for deliveries the pop recorded."""
@@ -26,3 +29,8 @@ class AtomicQoS(kombu_redis.QoS):  # type: ignore[misc]
             super().reject(delivery_tag, requeue=True)
         else:
             self.ack(delivery_tag)  # what Kombu's reject without requeue does
+
+    def restore_visible(
+        self, start: int = 0, num: int = 10, interval: int = compat.OLD_KOMBU_RESTORE_THROTTLE
+    ) -> None:
+        super().restore_visible(start, num, restore_throttle(self.channel, interval))
