@@ -32,8 +32,10 @@ from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker.state import task_ready
 
 from wowevent_kombu.brokers.celery.request import HookedRequest
+from wowevent_kombu.brokers.compat import CELERY_RETRY_ON_WORKER_LOST
 from wowevent_kombu.core.errors import DeadLetterWriteError
 from wowevent_kombu.worker.delivery import context_of
 
@@ -76,13 +78,20 @@ class SubscriberRequest(HookedRequest):
         lost = isinstance(exc, WorkerLostError) or (
             isinstance(exc, SystemExit | KeyboardInterrupt) and not self.cancelled_or_revoked
         )
+        if lost and isinstance(exc, SystemExit | KeyboardInterrupt):
+            # billiard >= 4.3 reports a child's exit before it is gone: a lost worker, as
+            # Celery 5.7 says too (older Celery would record the SystemExit as the failure).
+            exc_info = self.worker_lost_info(exc)
+            exc = exc_info.exception
+            if isinstance(exc, ExceptionWithTraceback):
+                exc = exc.exc
+        # Celery < 5.7 has no retry_on_worker_lost: it would ack the delivery as failed.
+        retry_here = lost and not CELERY_RETRY_ON_WORKER_LOST and _retry_due(self)
+        if retry_here and self.retry_worker_lost(exc, exc_info):
+            task_ready(self)  # what Celery's on_failure, skipped here, does first
+            return None
         # A hard time limit reaches on_failure (which acks) before on_timeout: record it here.
         if (lost and _final_loss(self)) or isinstance(exc, TimeLimitExceeded):
-            if isinstance(exc, SystemExit | KeyboardInterrupt):
-                exc_info = self.worker_lost_info(exc)
-                exc = exc_info.exception
-                if isinstance(exc, ExceptionWithTraceback):
-                    exc = exc.exc
             context = self.context
             self.task.request_stack.push(context)
             try:
@@ -147,12 +156,21 @@ def _requeue(request: SubscriberRequest, exc: BaseException) -> None:
         )
 
 
-def _final_loss(request: SubscriberRequest) -> bool:
-    """Whether Celery will give up on this delivery rather than retry or requeue it."""
+def _retry_due(request: SubscriberRequest) -> bool:
+    """Whether a lost run is retried: ``retry_on_worker_lost`` and retries left."""
     task = request.task
     max_retries = task.max_retries
     exceeded = max_retries is not None and request.context.retries >= max_retries
-    if task.retry_on_worker_lost and not exceeded:
-        return False  # Celery sends a counted retry
-    # reject_on_worker_lost requeues (forever unless retries are exceeded).
-    return not (task.reject_on_worker_lost and not (task.retry_on_worker_lost and exceeded))
+    return bool(task.retry_on_worker_lost) and not exceeded
+
+
+def _final_loss(request: SubscriberRequest) -> bool:
+    """Whether Celery will give up on this delivery rather than retry or requeue it."""
+    task = request.task
+    if _retry_due(request):
+        return False  # a counted retry is sent
+    if not task.reject_on_worker_lost:
+        return True
+    # reject_on_worker_lost requeues: for ever before Celery 5.7; from 5.7 on, not once
+    # retry_on_worker_lost's retries are exceeded.
+    return bool(CELERY_RETRY_ON_WORKER_LOST and task.retry_on_worker_lost)

@@ -15,6 +15,7 @@ from celery import Celery, bootsteps
 from wowevent_kombu.brokers.amqp import topology as amqptopology
 from wowevent_kombu.brokers.amqp.dispatch import register_dispatch_task
 from wowevent_kombu.brokers.celery.queues import consume_queues
+from wowevent_kombu.brokers.compat import require_supported
 from wowevent_kombu.brokers.redis.channel import (
     BELL_QUEUES_OPTION,
     COMPRESSION_OPTION,
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GUARDED_TRANSPORT = "wowevent_kombu.brokers.redis.channel:Transport"
+GUARDED_TRANSPORT = "wowevent_kombu.brokers.redis.transport:Transport"
 """What ``broker_transport`` is set to in workers (see :func:`install_guarded_transport`)."""
 
-GUARDED_SENTINEL_TRANSPORT = "wowevent_kombu.brokers.redis.channel:SentinelTransport"
+GUARDED_SENTINEL_TRANSPORT = "wowevent_kombu.brokers.redis.transport:SentinelTransport"
 """The same for ``sentinel://`` brokers."""
 
 _UNSAFE_CONTENT = ("pickle", "yaml", "application/x-python-serialize", "application/x-yaml")
@@ -193,6 +194,8 @@ def make_bootstep(bus: BusView) -> type[bootsteps.StartStopStep]:
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
             settings = bus.settings
+            # Before any private Celery/Kombu member is touched: no half-working worker.
+            require_supported(amqp=settings.amqp)
             # RabbitMQ redelivers only when a consumer's connection closes: no timeout applies.
             visibility = math.inf if settings.amqp else settings.visibility_timeout
             for warning in check_worker_config(

@@ -1,8 +1,9 @@
 """The queues a Celery worker consumes: subscriber queues added as declared, honouring ``-Q``.
 
 Celery's ``Queues`` table keeps the ``-Q`` selection in ``_consume_from`` (``None`` without
-``-Q``) and the queues consumed by default in ``_default_consume_from``; ``Queues.add`` would
-give a queue that has only bindings Celery's default exchange too.
+``-Q``) and, from Celery 5.7, the queues consumed by default in ``_default_consume_from``
+(before, the table itself); ``Queues.add`` would give a queue that has only bindings
+Celery's default exchange too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from kombu import Queue
+
+from wowevent_kombu.brokers import compat
 
 
 def consume_queues(app: Any, queues: Iterable[Queue]) -> None:
@@ -26,6 +29,8 @@ def consume_queues(app: Any, queues: Iterable[Queue]) -> None:
         # Celery's default exchange too, binding it where no event is ever published.
         dict.__setitem__(table, queue.name, queue)
         if selected is None:
-            table._default_consume_from[queue.name] = queue
+            # Before Celery 5.7 a worker without -Q consumes the Queues dict itself.
+            if compat.CELERY_DEFAULT_CONSUME_FROM:
+                table._default_consume_from[queue.name] = queue
         elif queue.name in selected:
             selected[queue.name] = queue

@@ -12,6 +12,9 @@ from typing import Any
 
 from celery.worker.request import Request
 
+from wowevent_kombu.brokers import compat
+from wowevent_kombu.brokers.celery.workerlost import retry_lost_run, worker_lost_info
+
 
 class HookedRequest(Request):  # type: ignore[misc]
     """A ``Request`` whose private members the bus uses are public, and whose lost-run retry
@@ -29,11 +32,20 @@ class HookedRequest(Request):  # type: ignore[misc]
 
     def worker_lost_info(self, exc: BaseException) -> Any:
         """The ``ExceptionInfo`` of the ``WorkerLostError`` Celery reports for ``exc``."""
-        return self._worker_lost_info(exc)
+        if compat.CELERY_RETRY_ON_WORKER_LOST:
+            return self._worker_lost_info(exc)
+        return worker_lost_info(exc)
 
     def retry_worker_lost(self, exc: BaseException, exc_info: Any) -> bool:
-        """Send Celery's retry of a lost run (as for a dead pool child); whether it was sent."""
-        return bool(self._retry_worker_lost(exc, exc_info))
+        """Send Celery's retry of a lost run (as for a dead pool child); whether it was sent.
+
+        Celery before 5.7 has no such retry: the same retry is sent by
+        :func:`~wowevent_kombu.brokers.celery.workerlost.retry_lost_run`.
+        """
+        if compat.CELERY_RETRY_ON_WORKER_LOST:
+            return bool(self._retry_worker_lost(exc, exc_info))
+        self.before_worker_lost_retry(exc, exc_info)
+        return retry_lost_run(self, self.context, exc, exc_info)
 
     def before_worker_lost_retry(self, exc: BaseException, exc_info: Any) -> None:
         """Called before Celery sends the retry of a lost (or time-limited) run; a no-op here."""
