@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -26,6 +26,13 @@ test: venv
 	@scripts/ensure-prometheus.sh
 	@scripts/ensure-rabbitmq.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The seam's tests in one venv per supported Python/Celery/Kombu cell, under .matrix/ (rebuilt
+# only when setup.cfg, pyproject.toml or a cell's pins change): see scripts/matrix.py and
+# docs/compatibility.md. MATRIX_ARGS="--cell py313-celery57 --only unit" runs a part.
+test-matrix: venv
+	@scripts/ensure-rabbitmq.sh
+	@scripts/with-redis.sh $(PY) scripts/matrix.py $(MATRIX_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check wowevent_kombu tests examples scripts benchmarks
@@ -79,4 +86,4 @@ soak: venv
 	@$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) $(RUN) build dist *.egg-info
+	rm -rf $(VENV) $(RUN) .matrix build dist *.egg-info
