@@ -134,3 +134,16 @@ def test_ambiguous_credentials_are_refused_without_showing_them(url, fragment):
         Settings(broker_url=url)
     assert "one" not in str(caught.value) and "two" not in str(caught.value)
     assert "redis://username:password@host:port/db" in str(caught.value)
+
+
+def test_the_metrics_port_and_exchange_come_from_settings_only() -> None:
+    env = {"WOWEVENT_METRICS_PORT": "0", "WOWEVENT_METRICS_ADDR": "127.0.0.2"}
+    loaded = Settings.load({}, env)
+    assert (loaded.metrics_port, loaded.metrics_addr) == (0, "127.0.0.2")
+    assert Settings.load({}, {}).metrics_port is None
+    for bad in ("abc", "70000", "-1"):
+        with pytest.raises(ConfigurationError, match=r"METRICS_PORT|metrics_port"):
+            Settings.load({}, {"WOWEVENT_METRICS_PORT": bad})
+    assert Settings.resolve_exchange(None, {"WOWEVENT_EXCHANGE": "shop"}) == "shop"
+    assert Settings.resolve_exchange("given", {"WOWEVENT_EXCHANGE": "shop"}) == "given"
+    assert Settings.resolve_exchange(None, {}) == Settings().exchange

@@ -74,6 +74,9 @@ class Settings:
             acknowledge it and raise ``ReplicationError`` when fewer do (0: do not wait).
         wait_timeout_ms: How long that ``WAIT`` may block (milliseconds, below
             ``publish_timeout``).
+        metrics_port: The port each instrumented worker serves ``/metrics`` on (0: any free
+            port; ``None``: none).
+        metrics_addr: The address that port listens on (loopback unless set).
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -89,6 +92,8 @@ class Settings:
     sentinel_password: str | None = None
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    metrics_port: int | None = None
+    metrics_addr: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -142,6 +147,10 @@ class Settings:
                 raise ConfigurationError(
                     f"{name} must be positive and finite, got {getattr(self, name)!r}"
                 )
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"metrics_port must be a port from 0 to 65535, got {self.metrics_port!r}"
+            )
         for name in ("max_event_bytes", "log_maxlen"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -154,7 +163,7 @@ class Settings:
                 continue
             if kind.startswith("str"):
                 wanted, fits = "a string", isinstance(value, str)
-            elif kind == "int":
+            elif kind in ("int", "int | None"):
                 wanted = "an integer"
                 fits = isinstance(value, int) and not isinstance(value, bool)
             else:
@@ -271,7 +280,7 @@ def _coerce(name: str, raw: str, annotation: object) -> Any:
     try:
         if kind == "float":
             return float(raw)
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw)
     except ValueError as exc:
         raise ConfigurationError(

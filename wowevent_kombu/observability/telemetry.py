@@ -4,12 +4,13 @@
 
 - writes a heartbeat (which queues this worker consumes, until when it counts as alive) to
   Redis, which the health rules use to tell whether anything consumes a subscriber's queue;
-- serves the worker's own metrics on ``WOWEVENT_METRICS_PORT`` (bound to
-  ``WOWEVENT_METRICS_ADDR``, default ``127.0.0.1``) when that is set.
+- serves the worker's own metrics on the settings' ``metrics_port`` (``WOWEVENT_METRICS_PORT``,
+  bound to ``metrics_addr``, default ``127.0.0.1``) when that is set.
 
 Prefork: Celery's pool children count in their own processes. Start the worker with
-``PROMETHEUS_MULTIPROC_DIR`` pointing at an empty directory of its own (prometheus-client reads
-the variable when it is first imported, so set it in the worker's environment, not in code); the
+``PROMETHEUS_MULTIPROC_DIR`` pointing at an empty directory of its own (prometheus-client's own
+variable, read here only to follow what it does: it reads it when first imported, so set it in
+the worker's environment, not in code); the
 bootstep empties it at start and serves the sum over every child, dead ones included, so
 nothing is double-counted or lost. Without it, a prefork worker's port shows only what the
 main process counted, and the bootstep says so in the log.
@@ -31,7 +32,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.core import names
-from wowevent_kombu.core.settings import ENV_PREFIX
 from wowevent_kombu.observability.health import HealthRules
 from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
 from wowevent_kombu.observability.window import WindowRecorder
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-PORT_ENV = ENV_PREFIX + "METRICS_PORT"
-ADDR_ENV = ENV_PREFIX + "METRICS_ADDR"
 
 
 def instrument(
@@ -178,9 +176,9 @@ def make_telemetry_step(
 
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
-            raw_port = os.environ.get(PORT_ENV)
-            self.port = port if port is not None else (int(raw_port) if raw_port else None)
-            self.addr = addr or os.environ.get(ADDR_ENV) or "127.0.0.1"
+            settings = bus.settings  # WOWEVENT_METRICS_PORT / WOWEVENT_METRICS_ADDR
+            self.port = port if port is not None else settings.metrics_port
+            self.addr = addr or settings.metrics_addr
             self.server: Any = None
             self.heartbeat: Heartbeat | None = None
             multiproc = os.environ.get(MULTIPROC_ENV)
