@@ -8,17 +8,25 @@ unrecorded loss, consumes no subscriber queue, or stops recording malformed entr
 import inspect
 
 import celery
+import pytest
 from billiard.exceptions import WorkerLostError
 from celery import Celery
 from celery.worker.consumer import consumer, tasks
 from celery.worker.request import Request
 from kombu import Exchange, Queue
 
+from wowevent_kombu.brokers import compat
 from wowevent_kombu.brokers.celery.consumer import CALLBACKS
 from wowevent_kombu.brokers.celery.queues import consume_queues
 from wowevent_kombu.brokers.celery.request import HookedRequest
 
 VERSION = f"Celery {celery.__version__}"
+
+needs_lost_run_retry = pytest.mark.skipif(
+    not compat.CELERY_RETRY_ON_WORKER_LOST,
+    reason="Celery < 5.7 has no lost-run retry; brokers/celery/workerlost.py sends it (and "
+    "tests/test_seam_contract.py checks that compat says so)",
+)
 
 
 def app() -> Celery:
@@ -51,6 +59,15 @@ def test_request_already_cancelled_and_revoked_flags():
     )
 
 
+def test_hooked_request_reports_an_exit_as_a_worker_lost_error():
+    info = HookedRequest.worker_lost_info(object.__new__(HookedRequest), SystemExit(1))
+    exc = getattr(info.exception, "exc", info.exception)
+    assert isinstance(exc, WorkerLostError), (
+        f"{VERSION}: a pool child's SystemExit is no longer reported as a WorkerLostError"
+    )
+
+
+@needs_lost_run_retry
 def test_request_worker_lost_info_turns_an_exit_into_a_worker_lost_error():
     member = getattr(Request, "_worker_lost_info", None)
     assert callable(member), f"{VERSION}: Request._worker_lost_info is gone"
@@ -64,6 +81,7 @@ def test_request_worker_lost_info_turns_an_exit_into_a_worker_lost_error():
     )
 
 
+@needs_lost_run_retry
 def test_request_retry_worker_lost_is_what_on_failure_calls():
     member = getattr(Request, "_retry_worker_lost", None)
     assert callable(member), f"{VERSION}: Request._retry_worker_lost is gone"
@@ -76,6 +94,7 @@ def test_request_retry_worker_lost_is_what_on_failure_calls():
     )
 
 
+@needs_lost_run_retry
 def test_hooked_request_runs_its_hook_before_celerys_lost_run_retry(monkeypatch):
     calls = []
     monkeypatch.setattr(Request, "_retry_worker_lost", lambda self, exc, info: calls.append("c"))
@@ -101,14 +120,15 @@ def test_queues_default_consume_from_without_q():
     assert getattr(queues, "_consume_from", "missing") is None, (
         f"{VERSION}: Queues._consume_from is not None without -Q"
     )
-    assert isinstance(getattr(queues, "_default_consume_from", None), dict), (
-        f"{VERSION}: Queues._default_consume_from is gone"
-    )
+    if compat.CELERY_DEFAULT_CONSUME_FROM:  # before 5.7 the table itself is consumed
+        assert isinstance(getattr(queues, "_default_consume_from", None), dict), (
+            f"{VERSION}: Queues._default_consume_from is gone"
+        )
     consume_queues_app = app()
     consume_queues(consume_queues_app, [subscriber_queue("bus.billing")])
     consumed = consume_queues_app.amqp.queues.consume_from
     assert "bus.billing" in consumed, (
-        f"{VERSION}: Queues.consume_from no longer reads Queues._default_consume_from"
+        f"{VERSION}: a worker without -Q no longer consumes the queues the seam adds"
     )
     assert consumed["bus.billing"].exchange.name == "bus", (
         f"{VERSION}: dict.__setitem__ on Queues no longer keeps the queue as declared"
