@@ -134,6 +134,7 @@ class MalformedEntries:
         self._subscribers = subscribers_by_queue
         self._store = store
         self._routed_task = routed_task
+        self._allowed: dict[str, frozenset[str | None]] = {}
         self._consumed: ConsumedQueues | None = None
 
     def queue_of(self, message: Any) -> tuple[str | None, bool]:
@@ -151,9 +152,10 @@ class MalformedEntries:
         refused rather than run with the subscriber's queue, retries and dead letters.
         """
         queue, _ = self.queue_of(message)
-        subscriber = self._subscribers().get(queue or "")
-        if subscriber is None or task in (names.task_name(subscriber), self._routed_task):
+        allowed = self._allowed.get(queue or "")
+        if allowed is None or task in allowed:
             return None
+        subscriber = self._subscribers()[queue or ""]
         return (
             f"queue {queue!r} belongs to subscriber {subscriber!r} and carries its task "
             f"{names.task_name(subscriber)!r} only, not {task!r}"
@@ -194,6 +196,12 @@ class MalformedEntries:
         check runs first, so a foreign task never reaches the pool. A refusal raises
         ``InvalidTaskError``, which Celery reports to ``on_invalid_task`` (recorded above).
         """
+        # The subscribers are registered when the worker starts its consumer: the tasks each
+        # queue may carry are worked out once here, not for every message.
+        self._allowed = {
+            queue: frozenset({names.task_name(subscriber), self._routed_task} - {None})
+            for queue, subscriber in self._subscribers().items()
+        }
         check_strategies(strategies, self.foreign_task, self)
 
     def _guard(self, message: Any, problem: str) -> None:
