@@ -344,9 +344,9 @@ def test_test_bus_validates_deliveries_and_never_retries_invalid_ones(registry):
     bus.publish("order.created", GOOD)
     # A foreign publisher's event naming a version that does not exist, sent unvalidated.
     foreign = Event(type="order.created", data=GOOD, schema_version="3.0.0")
-    unvalidated = Publisher(source="foreign", settings=lambda: bus.settings,
+    unvalidated = Publisher(source=lambda: "foreign", settings=lambda: bus.settings,
                             transport=lambda: bus.memory, metrics=lambda: None,
-                            schemas=None, require_schemas=False)  # fmt: skip
+                            schemas=lambda: (None, False))  # fmt: skip
     unvalidated.publish_many([foreign], mandatory=False)
     done = bus.drain()
     assert [d.state for d in done] == ["SUCCESS", "FAILURE"]

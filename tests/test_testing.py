@@ -72,3 +72,10 @@ def test_handlers_that_publish_are_drained_too(bus):
     parent = bus.publish("order.created", correlation_id="req-1")
     bus.drain()
     assert seen[0].causation_id == parent.id and seen[0].correlation_id == "req-1"
+
+
+def test_a_source_set_on_the_bus_after_it_was_made_is_what_publish_uses(bus):
+    assert bus.publish("order.created", {}).source == "wowevent"
+    bus.source = "shop"
+    assert bus.publish("order.created", {}).source == "shop"
+    assert [e.source for e in bus.published] == ["wowevent", "shop"]

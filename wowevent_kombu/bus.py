@@ -142,12 +142,11 @@ class EventBus:
             # other middleware reacts to the failure.
             self.middleware.append(self._dead_letters.middleware)
         self._publisher = Publisher(
-            source=source,
+            source=lambda: self.source,
             settings=lambda: self.settings,
             transport=lambda: self.transport,
             metrics=lambda: self.metrics,
-            schemas=schemas,
-            require_schemas=require_schemas,
+            schemas=lambda: (self.schemas, self.require_schemas),
         )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         install(app, self, self._dead_letters.malformed_store)

@@ -27,31 +27,32 @@ if TYPE_CHECKING:
 class Publisher:
     """The publish path of one bus; its parts are looked up on use, as the bus makes them lazily.
 
+    The bus keeps the only copy of each part; a part it replaces later (its ``source``, say)
+    is what the next publish uses.
+
     Args:
-        source: Default CloudEvents ``source``.
+        source: Returns the default CloudEvents ``source``.
         settings: Returns the bus settings.
         transport: Returns the broker transport.
         metrics: Returns the bus's metrics, or ``None`` when it is not instrumented.
-        schemas: The schema registry to validate against, if any.
-        require_schemas: Refuse events whose type has no registered schema.
+        schemas: Returns the schema registry to validate against, if any, and whether events
+            whose type has no registered schema are refused.
     """
 
     def __init__(
         self,
         *,
-        source: str,
+        source: Callable[[], str],
         settings: Callable[[], Settings],
         transport: Callable[[], Transport],
         metrics: Callable[[], BusMetrics | None],
-        schemas: SchemaRegistry | None,
-        require_schemas: bool,
+        schemas: Callable[[], tuple[SchemaRegistry | None, bool]],
     ) -> None:
-        self.source = source
+        self._source = source
         self._settings = settings
         self._transport = transport
         self._metrics = metrics
-        self.schemas = schemas
-        self.require_schemas = require_schemas
+        self._schemas = schemas
 
     def build(
         self,
@@ -67,14 +68,15 @@ class Publisher:
         time: datetime | None,
     ) -> Event:
         """The event a publish call describes, with its schema's newest version when unset."""
-        if schema_version is None and self.schemas is not None:
+        registry, _ = self._schemas()
+        if schema_version is None and registry is not None:
             # Resolved here so the event is built once with its version, not copied to add it.
             try:
-                schema_version = self.schemas.latest_version(type)
+                schema_version = registry.latest_version(type)
             except redis.RedisError as exc:
                 raise registry_error(exc, type, ()) from exc
         attributes: dict[str, Any] = {
-            "source": source or self.source,
+            "source": source or self._source(),
             "subject": subject,
             "correlation_id": correlation_id,
             "causation_id": causation_id,
@@ -108,9 +110,10 @@ class Publisher:
         """``event`` validated against its schema, encoded once and size-checked."""
         if not isinstance(event, Event):
             raise InvalidEventError(f"publish_many takes Event objects, got {type(event).__name__}")
-        if self.schemas is not None:
+        registry, required = self._schemas()
+        if registry is not None:
             try:
-                event = self.schemas.validate(event, require=self.require_schemas)
+                event = registry.validate(event, require=required)
             except redis.RedisError as exc:
                 raise registry_error(exc, event.type, (event.id,)) from exc
         text = event.to_json()
