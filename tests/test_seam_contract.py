@@ -285,21 +285,7 @@ def test_a_consumer_keeps_queue_name_to_consumer_tag_in_active_tags(channel, exc
         channel.client.delete(queue.name)
 
 
-# -- Celery's queues (wowevent_kombu.brokers.celery.queues) -------------------------------------
-
-
-def test_queues_is_a_dict_whose_consumed_set_the_worker_reads():
-    queues = Queues([Queue("a")])
-    assert isinstance(queues, dict), f"{VERSIONS}: celery.app.amqp.Queues is no longer a dict"
-    assert queues._consume_from is None, (
-        f"{VERSIONS}: Queues._consume_from is not None before select(): the bus reads it as "
-        "'no -Q given'"
-    )
-    assert has(Queues, "consume_from") and callable(getattr(Queues, "select", None))
-    queues.select(["a"])
-    assert set(queues._consume_from) == {"a"}, (
-        f"{VERSIONS}: Queues.select() no longer fills Queues._consume_from"
-    )
+# -- Celery's queues: what compat says (their shape: tests/test_celery_seam.py) ---------------
 
 
 def test_compat_says_where_a_worker_without_q_finds_its_queues():
@@ -372,32 +358,6 @@ def test_the_task_members_the_bus_overrides_keep_their_shape():
     assert hasattr(probe, "request_stack"), f"{VERSIONS}: Task.request_stack is gone"
     assert "Request" in vars(Task) or hasattr(Task, "Request"), (
         f"{VERSIONS}: Task.Request (the worker's request class) is gone"
-    )
-
-
-# -- Celery's consumer callbacks (wowevent_kombu.brokers.celery.consumer) -----------------------
-
-
-def test_the_consumer_reports_unusable_messages_through_its_on_callbacks():
-    from celery.worker.consumer import consumer
-
-    for hook, expected in (
-        ("on_decode_error", ["self", "message", "exc"]),
-        ("on_unknown_message", ["self", "body", "message"]),
-        ("on_unknown_task", ["self", "body", "message", "exc"]),
-        ("on_invalid_task", ["self", "body", "message", "exc"]),
-    ):
-        check_signature(consumer.Consumer, hook, expected)
-    handler = inspect.getsource(consumer.Consumer.create_task_handler)
-    for hook in ("on_unknown_message", "on_unknown_task", "on_invalid_task"):
-        assert f"self.{hook}" in handler or f"{hook}" in handler, (
-            f"{VERSIONS}: Consumer.create_task_handler no longer reports through {hook}; "
-            "wowevent_kombu.worker.malformed would not see those messages"
-        )
-    from celery.worker.consumer import tasks
-
-    assert "on_decode_error" in inspect.getsource(tasks.Tasks.start), (
-        f"{VERSIONS}: the Tasks step no longer passes on_decode_error to the task consumer"
     )
 
 
