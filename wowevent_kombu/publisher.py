@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from wowevent_kombu.brokers.base import Outgoing, Transport
+from wowevent_kombu.brokers.base import Transport
+from wowevent_kombu.brokers.outgoing import Outgoing
 from wowevent_kombu.core import wire
 from wowevent_kombu.core.errors import EventTooLargeError, InvalidEventError, PublishError
 from wowevent_kombu.core.event import Event

@@ -27,7 +27,7 @@ from typing import Any
 
 from celery import Celery
 
-from wowevent_kombu.brokers.base import Outgoing, copies, unroutable_error
+from wowevent_kombu.brokers.outgoing import Outgoing, copies, unroutable_error
 from wowevent_kombu.brokers.redis.atomic import Command
 from wowevent_kombu.bus import EventBus
 from wowevent_kombu.core import names, wire

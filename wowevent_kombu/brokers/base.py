@@ -10,14 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from wowevent_kombu.brokers.outgoing import Outgoing, copies, unroutable_error
+from wowevent_kombu.brokers.outgoing import Outgoing
 from wowevent_kombu.brokers.redis.atomic import Command
-from wowevent_kombu.brokers.redis.publisher import RedisTransport
 from wowevent_kombu.core.topology import BindingSnapshot
-
-# Outgoing, copies and unroutable_error live in brokers.outgoing, RedisTransport in its broker
-# folder; bus.py and the memory test double still import them from here.
-__all__ = ["Outgoing", "RedisTransport", "Transport", "copies", "unroutable_error"]
 
 
 class Transport(Protocol):

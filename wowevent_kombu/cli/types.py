@@ -18,9 +18,10 @@ from redis.connection import parse_url
 
 from wowevent_kombu.brokers.redis.connection import redis_url
 from wowevent_kombu.core.errors import InvalidFilterError, LogQueryError
-from wowevent_kombu.core.settings import AMQP_SCHEMES, REDIS_SCHEMES, redact_url
-from wowevent_kombu.log.eventlog import age_before, checked_time, parse_when, shown
+from wowevent_kombu.core.settings import AMQP_SCHEMES, REDIS_SCHEMES
+from wowevent_kombu.core.urls import redact_url
 from wowevent_kombu.log.pace import parse_speed
+from wowevent_kombu.log.positions import age_before, checked_time, parse_when, shown
 
 
 class OptionError(click.BadParameter):

@@ -12,26 +12,10 @@ from wowevent_kombu.core.errors import ConfigurationError
 from wowevent_kombu.core.names import DEFAULT_EXCHANGE, valid_subscriber_name
 from wowevent_kombu.core.urls import (
     credentials_in_userinfo,
-    redact_query,
     redact_url,
     sentinel_hosts,
     url_scheme,
 )
-
-# The URL helpers live in core/urls.py; bus.py, the CLI and the service import them from here.
-__all__ = [
-    "AMQP_SCHEMES",
-    "DEFAULT_BROKER_URL",
-    "ENV_PREFIX",
-    "MAX_PUBLISH_TIMEOUT",
-    "REDIS_SCHEMES",
-    "Settings",
-    "credentials_in_userinfo",
-    "redact_query",
-    "redact_url",
-    "sentinel_hosts",
-    "url_scheme",
-]
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 ENV_PREFIX = "WOWEVENT_"

@@ -25,28 +25,10 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import TopicMatcher, validate_pattern
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.log.positions import (
-    age_before,
     bound,
-    checked_time,
-    parse_when,
     position_time,
-    shown,
     split_position,
 )
-
-# The position parsers live in log/positions.py; the CLI still imports them from here.
-__all__ = [
-    "PAGE",
-    "EventLog",
-    "LogEntry",
-    "RawEntry",
-    "Selection",
-    "age_before",
-    "checked_time",
-    "parse_when",
-    "shown",
-    "split_position",
-]
 
 PAGE = 1000
 """Entries read per ``XRANGE`` round trip."""

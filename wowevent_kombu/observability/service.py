@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from wowevent_kombu.core.errors import InvalidEventError, PublishError, WowEventError
 from wowevent_kombu.core.event import decode_json
-from wowevent_kombu.core.settings import redact_query
+from wowevent_kombu.core.urls import redact_query
 
 if TYPE_CHECKING:
     from wowevent_kombu.bus import EventBus
