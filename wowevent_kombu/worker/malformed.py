@@ -26,7 +26,7 @@ from celery import bootsteps
 
 from wowevent_kombu.brokers.amqp.dispatch import ConsumedQueues
 from wowevent_kombu.brokers.celery.consumer import check_strategies, report_unrunnable
-from wowevent_kombu.brokers.redis.channel import MALFORMED_HEADER, SOURCE_QUEUE
+from wowevent_kombu.brokers.redis.entries import MALFORMED_HEADER, SOURCE_QUEUE
 from wowevent_kombu.core import names
 from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 from wowevent_kombu.deadletters.store import DeadLetterStore

@@ -22,8 +22,6 @@ from celery import bootsteps
 
 from wowevent_kombu.brokers.celery.poolguard import PoolGuard, Recorder
 
-__all__ = ["PoolGuard", "Recorder", "make_pool_guard_step"]
-
 
 def make_pool_guard_step(name: str, recorder: Recorder) -> type[bootsteps.StartStopStep]:
     """A worker bootstep that guards the pool hand-over (see the module doc) for one bus."""

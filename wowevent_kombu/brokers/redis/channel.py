@@ -26,7 +26,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 from wowevent_kombu.brokers import compat
-from wowevent_kombu.brokers.redis import bell, entries
+from wowevent_kombu.brokers.redis import bell
 from wowevent_kombu.brokers.redis.atomic import LuaScript, run_script
 from wowevent_kombu.brokers.redis.backport import (
     OLD_KOMBU_OPTIONS,
@@ -42,10 +42,6 @@ from wowevent_kombu.brokers.redis.qos import AtomicQoS
 from wowevent_kombu.core import names
 
 log = logging.getLogger(__name__)
-
-# Defined in entries.py; the worker's malformed-entry hooks read them from here.
-MALFORMED_HEADER = entries.MALFORMED_HEADER
-SOURCE_QUEUE = entries.SOURCE_QUEUE
 
 POP_MOST = 16
 """Most messages one pop takes (fewer when the prefetch limit leaves less room)."""
