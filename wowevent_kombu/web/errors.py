@@ -1,0 +1,129 @@
+"""Every error answer is JSON ``{"error": message}``; library errors map to the status they mean.
+
+==================================  ======  ============================================
+error                               status  why
+==================================  ======  ============================================
+bad parameters or body              400     the request itself is malformed
+missing token / wrong token         401/403
+Unknown* (record, replay, schema)   404     nothing has that id
+UnroutableEventError                409     ``mandatory`` and no subscriber matched
+InvalidEventError (and subclasses)  422     the event breaks a rule (size, schema, type)
+IncompatibleSchemaError, conflict   409     the change is refused as the registry stands
+Redis unreachable or refusing auth  503     a dependency is down: retry later
+other WowEventError                 409     the operation cannot be done as things are
+==================================  ======  ============================================
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wowevent_kombu.core.errors import (
+    DeadLetterError,
+    InvalidEventError,
+    InvalidPatternError,
+    LogQueryError,
+    SchemaError,
+    UnknownDeadLetterError,
+    UnknownReplayError,
+    UnknownSchemaError,
+    UnknownSubscriberError,
+    WowEventError,
+)
+from wowevent_kombu.core.urls import redact_query
+
+__all__ = ["ApiError", "error_body", "install_error_handlers", "status_of"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(WowEventError):
+    """Answer the request with ``status`` and ``{"error": message}`` (raised by routes)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every error answer."""
+    return {"error": message, **extra}
+
+
+def status_of(exc: WowEventError) -> int:
+    """The HTTP status a library error stands for (see the module table)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, UnknownDeadLetterError | UnknownReplayError | UnknownSchemaError):
+        return 404
+    if isinstance(exc, UnknownSubscriberError):
+        return 404
+    if isinstance(exc, LogQueryError | InvalidPatternError) or (
+        isinstance(exc, DeadLetterError) and not isinstance(exc, UnknownDeadLetterError)
+    ):
+        return 400
+    if isinstance(exc, InvalidEventError):
+        return 422
+    if isinstance(exc, SchemaError):
+        return 409
+    return 409
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    parts = []
+    for problem in exc.errors():
+        where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body") or "body"
+        message = str(problem.get("msg", "invalid"))
+        details.append({"field": where, "problem": message})
+        parts.append(f"{where}: {message}")
+    return "invalid request: " + "; ".join(parts[:5]), details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error answer of ``app`` JSON in the shape of :func:`error_body`."""
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        return JSONResponse(error_body(str(exc.detail)), exc.status_code, headers=headers)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, details = _validation_message(exc)
+        return JSONResponse(error_body(message, details=details), 400)
+
+    async def library(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, WowEventError)
+        headers = exc.headers if isinstance(exc, ApiError) else {}
+        message = exc.message if isinstance(exc, ApiError) else str(exc)
+        return JSONResponse(error_body(message), status_of(exc), headers=headers)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        shown = redact_query(str(request.url))
+        log.warning("request %s %s: Redis is unavailable: %s", request.method, shown, exc)
+        kind = type(exc).__name__
+        return JSONResponse(
+            error_body(f"Redis is unavailable ({kind}); retry once it answers"),
+            503,
+            headers={"Retry-After": "5"},
+        )
+
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request %s %s failed", request.method, redact_query(str(request.url)))
+        return JSONResponse(error_body("internal error; see the service log"), 500)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(WowEventError, library)
+    app.add_exception_handler(redis.RedisError, unavailable)
+    app.add_exception_handler(Exception, internal)
