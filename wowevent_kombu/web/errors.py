@@ -10,6 +10,7 @@ UnroutableEventError                409     ``mandatory`` and no subscriber matc
 InvalidEventError (and subclasses)  422     the event breaks a rule (size, schema, type)
 IncompatibleSchemaError, conflict   409     the change is refused as the registry stands
 Redis unreachable or refusing auth  503     a dependency is down: retry later
+PublishError (Redis failed a write) 503     the same, seen by a publish
 other WowEventError                 409     the operation cannot be done as things are
 ==================================  ======  ============================================
 """
@@ -30,11 +31,13 @@ from wowevent_kombu.core.errors import (
     InvalidEventError,
     InvalidPatternError,
     LogQueryError,
+    PublishError,
     SchemaError,
     UnknownDeadLetterError,
     UnknownReplayError,
     UnknownSchemaError,
     UnknownSubscriberError,
+    UnroutableEventError,
     WowEventError,
 )
 from wowevent_kombu.core.urls import redact_query
@@ -71,6 +74,10 @@ def status_of(exc: WowEventError) -> int:
         isinstance(exc, DeadLetterError) and not isinstance(exc, UnknownDeadLetterError)
     ):
         return 400
+    if isinstance(exc, UnroutableEventError):
+        return 409
+    if isinstance(exc, PublishError):
+        return 503  # Redis refused or failed the write: a dependency is down, retry later
     if isinstance(exc, InvalidEventError):
         return 422
     if isinstance(exc, SchemaError):
@@ -89,6 +96,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
     return "invalid request: " + "; ".join(parts[:5]), details
 
 
+def _undeclared_body(request: Request) -> bool:
+    sent = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return sent and kind != "application/json"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error answer of ``app`` JSON in the shape of :func:`error_body`."""
 
@@ -99,6 +114,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if _undeclared_body(request):
+            # FastAPI reads only bodies declared JSON (a browser cannot send one cross-site
+            # without a CORS preflight); say so rather than report the body as missing.
+            message = "send the body as JSON, with 'Content-Type: application/json'"
+            return JSONResponse(error_body(message), 415)
         message, details = _validation_message(exc)
         return JSONResponse(error_body(message, details=details), 400)
 

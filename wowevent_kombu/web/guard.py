@@ -2,6 +2,8 @@
 
 A pure ASGI middleware, so it sees every request before routing and every response after it:
 
+- a URL over :data:`MAX_URL_BYTES` is answered 414, a request head over :data:`MAX_HEAD_BYTES`
+  431, as are more than :data:`MAX_HEADERS` header fields (the HTTP parser limits only heads that arrive in pieces);
 - a body larger than :data:`MAX_BODY_BYTES` (declared or, chunked, as it streams) is refused
   with 413 without being read on;
 - a body that stops arriving for :data:`BODY_TIMEOUT` seconds is answered 408;
@@ -24,11 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wowevent_kombu.core.urls import redact_query
 
-__all__ = ["BODY_TIMEOUT", "MAX_BODY_BYTES", "Guard"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY_BYTES", "MAX_HEAD_BYTES", "MAX_URL_BYTES", "Guard"]
 
 log = logging.getLogger("wowevent_kombu.web.access")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_URL_BYTES = 8 * 1024
+MAX_HEAD_BYTES = 16 * 1024
+MAX_HEADERS = 100
 BODY_TIMEOUT = 10.0
 
 SECURITY_HEADERS = [
@@ -77,6 +82,20 @@ class Guard:
             return
         began = time.monotonic()
         method = scope["method"]
+        url_size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head_size = url_size + sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        too_many = len(scope["headers"]) > MAX_HEADERS
+        if url_size > MAX_URL_BYTES or head_size > MAX_HEAD_BYTES or too_many:
+            status, what, limit = (
+                (414, "URL", MAX_URL_BYTES) if url_size > MAX_URL_BYTES
+                else (431, "request head", MAX_HEAD_BYTES)
+            )  # fmt: skip
+            message = f"{what} larger than {limit} bytes"
+            if too_many and status == 431 and head_size <= MAX_HEAD_BYTES:
+                message = f"more than {MAX_HEADERS} header fields"
+            self._log(scope, status, began)
+            await _answer(send, status, message)
+            return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
@@ -85,6 +104,7 @@ class Guard:
                           if status == 413 else "Content-Length is not a number")  # fmt: skip
             self._log(scope, status, began)
             return
+        shown = scope  # the access log names the method as asked
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
         received = 0
@@ -111,6 +131,8 @@ class Guard:
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                self._log(shown, status_sent, began)  # before the client can see the answer
             await send(message)
 
         try:
@@ -118,15 +140,14 @@ class Guard:
         except _Refused as exc:
             if started:
                 raise
+            self._log(shown, exc.status, began)
             await _answer(send, exc.status, exc.message)
-            status_sent = exc.status
         except Exception as exc:
             refused = _refusal_in(exc)
             if refused is None or started:
                 raise
+            self._log(shown, refused.status, began)
             await _answer(send, refused.status, refused.message)
-            status_sent = refused.status
-        self._log(scope, status_sent, began)
 
     @staticmethod
     def _log(scope: Scope, status: int, began: float) -> None:

@@ -17,23 +17,30 @@ uvicorn has no request-head timeout; :class:`GuardedH11` adds one to its HTTP/1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["GRACE", "HEAD_TIMEOUT", "KEEP_ALIVE", "MAX_HEAD_BYTES", "GuardedH11", "run"]
+from wowevent_kombu.web.guard import MAX_HEAD_BYTES
+
+__all__ = [
+    "GRACE", "HEAD_TIMEOUT", "KEEP_ALIVE", "GuardedH11", "bind", "make_server",
+    "run", "serving_in_thread",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 GRACE = 3
 HEAD_TIMEOUT = 10.0
 KEEP_ALIVE = 5
-MAX_HEAD_BYTES = 16 * 1024
 
 
 def _raw_answer(status: int, reason: str, message: str) -> bytes:
@@ -108,8 +115,31 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: Any, sock: socket.socket, *, on_stop: Callable[[], None] | None = None) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (see the module docstring)."""
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGTERM/SIGINT with a clean exit.
+
+    uvicorn re-raises the signal once it has stopped, so the process would die by it (exit
+    -15) before the command could close the bus and say it stopped; here the signals only ask
+    the server to stop (a second one forces it), through the event loop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a server in a thread (tests, embedding) is stopped by its owner
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def make_server(app: Any) -> uvicorn.Server:
+    """A uvicorn server of ``app`` with this module's limits (not yet serving)."""
     config = uvicorn.Config(
         app,
         http=GuardedH11,
@@ -122,9 +152,38 @@ def run(app: Any, sock: socket.socket, *, on_stop: Callable[[], None] | None = N
         server_header=False,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    return _Server(config)
+
+
+def run(app: Any, sock: socket.socket, *, on_stop: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (see the module docstring)."""
+    server = make_server(app)
     try:
         server.run(sockets=[sock])
     finally:
         if on_stop is not None:
             on_stop()
+
+
+@contextlib.contextmanager
+def serving_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` from a thread of this process (embedding, tests); yield ``host:port``.
+
+    Leaving the block stops the server as SIGTERM would (in-flight requests finish).
+    """
+    sock = bind(host, port)
+    server = make_server(app)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="wowevent-serve", daemon=True
+    )
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the service stopped while starting; see the log")
+        thread.join(0.01)
+    bound = sock.getsockname()
+    try:
+        yield f"{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(GRACE + 5)
