@@ -3,7 +3,8 @@
 A pure ASGI middleware, so it sees every request before routing and every response after it:
 
 - a URL over :data:`MAX_URL_BYTES` is answered 414, a request head over :data:`MAX_HEAD_BYTES`
-  431, as are more than :data:`MAX_HEADERS` header fields (the HTTP parser limits only heads that arrive in pieces);
+  431, as are more than :data:`MAX_HEADERS` header fields (the HTTP parser limits only heads
+  that arrive in pieces);
 - a body larger than :data:`MAX_BODY_BYTES` (declared or, chunked, as it streams) is refused
   with 413 without being read on;
 - a body that stops arriving for :data:`BODY_TIMEOUT` seconds is answered 408;
