@@ -18,6 +18,7 @@ other WowEventError                 409     the operation cannot be done as thin
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
@@ -96,6 +97,27 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
     return "invalid request: " + "; ".join(parts[:5]), details
 
 
+def allowed_methods(request: Request) -> str | None:
+    """Every method the API documents at the request's path (the router names only those of
+    the first route matching the path, so ``/admin/dlq/purge`` would say ``GET`` of ``/{id}``).
+    ``None`` for a path the API document does not describe."""
+    table = getattr(request.app.state, "wowevent_methods", None)
+    if table is None:
+        table = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+             {m.upper() for m in ops if m != "head"}, "{" not in path)
+            for path, ops in request.app.openapi()["paths"].items()
+        ]  # fmt: skip
+        request.app.state.wowevent_methods = table
+    matching = [(methods, literal) for pattern, methods, literal in table
+                if pattern.match(request.url.path)]  # fmt: skip
+    # A literal path (/admin/dlq/purge) names its operation; a template (/admin/dlq/{id})
+    # matching the same URL is not what the client meant.
+    chosen = [m for m, literal in matching if literal] or [m for m, _ in matching]
+    found = set().union(*chosen)
+    return ", ".join(sorted(found)) if found else None
+
+
 def _undeclared_body(request: Request) -> bool:
     sent = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers
@@ -110,6 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
         return JSONResponse(error_body(str(exc.detail)), exc.status_code, headers=headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:

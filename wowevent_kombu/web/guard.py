@@ -106,6 +106,11 @@ class Guard:
             self._log(scope, status, began)
             return
         shown = scope  # the access log names the method as asked
+        if declared is not None and b"transfer-encoding" in headers:
+            # Two framings for one body: a proxy in front may pick the other one (smuggling).
+            self._log(scope, 400, began)
+            await _answer(send, 400, "Content-Length and Transfer-Encoding together are refused")
+            return
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
         received = 0

@@ -7,11 +7,12 @@ what each route takes and gives.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ERROR_RESPONSES",
     "Attempt",
     "BulkResult",
     "DeadLetterFilterBody",
@@ -30,7 +31,17 @@ __all__ = [
 ]
 
 Reason = Literal["exhausted", "rejected", "invalid", "worker_lost", "malformed"]
-Name = Field(min_length=1, max_length=200)
+
+EVENT_TYPE = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
+"""Dot-separated words (``order.created``); the bus checks the rest (length, control bytes)."""
+TOPIC_PATTERN = r"^([A-Za-z0-9_\-]+|\*|#)(\.([A-Za-z0-9_\-]+|\*|#))*$"
+"""A subscription pattern: words, ``*`` (one word) and ``#`` (zero or more)."""
+SUBSCRIBER = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+"""A subscriber name as the bus accepts it."""
+
+EventType = Annotated[str, Field(min_length=1, max_length=255, pattern=EVENT_TYPE)]
+TopicPattern = Annotated[str, Field(min_length=1, max_length=255, pattern=TOPIC_PATTERN)]
+SubscriberName = Annotated[str, Field(min_length=1, max_length=200, pattern=SUBSCRIBER)]
 
 
 class Strict(BaseModel):
@@ -44,6 +55,25 @@ class ErrorBody(BaseModel):
 
     error: str
     details: list[dict[str, Any]] | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("The request is malformed (the error names the field)"),
+    401: _error("No bearer token"),
+    403: _error("The token is not valid, or is read-only and the route changes something"),
+    404: _error("No such record, replay, event, schema or subscriber"),
+    408: _error("The request body stalled"),
+    409: _error("The operation cannot be done as things are"),
+    413: _error("The body is larger than 1 MiB"),
+    415: _error("The body is not declared as JSON"),
+    422: _error("The event breaks a rule of the bus (type, size, schema)"),
+    503: _error("Redis is unavailable; retry later"),
+}
+"""The error answers every admin route may give, documented once."""
 
 
 # -- dead letters ------------------------------------------------------------------------------
@@ -92,8 +122,8 @@ class DeadLetterPage(BaseModel):
 class DeadLetterFilterBody(Strict):
     """Which records a bulk operation takes; every field left out matches everything."""
 
-    subscriber: str | None = Field(default=None, min_length=1, max_length=200)
-    type: str | None = Field(default=None, min_length=1, max_length=255)
+    subscriber: SubscriberName | None = None
+    type: EventType | None = None
     reason: Reason | None = None
     since: float | None = Field(default=None, ge=0, le=1e11)
     until: float | None = Field(default=None, ge=0, le=1e11)
@@ -140,10 +170,10 @@ class LogPage(BaseModel):
 class ReplayBody(Strict):
     """A replay's selection and pace (see ``bus.replay``)."""
 
-    subscribers: list[str] = Field(min_length=1, max_length=200)
+    subscribers: list[SubscriberName] = Field(min_length=1, max_length=200)
     since: str | None = Field(default=None, min_length=1, max_length=64)
     until: str | None = Field(default=None, min_length=1, max_length=64)
-    types: list[str] | None = Field(default=None, max_length=50)
+    types: list[TopicPattern] | None = Field(default=None, max_length=50)
     correlation_id: str | None = Field(default=None, min_length=1, max_length=255)
     source: str | None = Field(default=None, min_length=1, max_length=1024)
     speed: str = Field(default="instant", min_length=1, max_length=32)
@@ -187,7 +217,7 @@ class ReplayRun(BaseModel):
 class PublishBody(Strict):
     """One event to publish."""
 
-    type: str = Field(min_length=1, max_length=255)
+    type: EventType
     data: Any = None
     source: str | None = Field(default=None, min_length=1, max_length=1024)
     subject: str | None = Field(default=None, min_length=1, max_length=1024)
@@ -198,7 +228,7 @@ class PublishBody(Strict):
 class SchemaCheckBody(Strict):
     """A candidate schema version, checked against the registry without registering it."""
 
-    type: str = Field(min_length=1, max_length=255)
+    type: EventType
     version: str = Field(min_length=1, max_length=64)
     schema_: dict[str, Any] = Field(alias="schema")
     compatibility: Literal[

@@ -8,13 +8,22 @@ import redis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from wowevent_kombu.core.errors import PublishError
 from wowevent_kombu.web.context import context_of
+from wowevent_kombu.web.models import ERROR_RESPONSES
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["probes"])
+
+
+class NotReady(BaseModel):
+    """Why the service is not ready."""
+
+    ready: bool
+    reason: str
 
 
 @router.get("/health")
@@ -25,7 +34,7 @@ def health() -> dict[str, str]:
 
 @router.get(
     "/ready",
-    responses={503: {"description": "Not ready; the reason is given"}},
+    responses={503: {"model": NotReady, "description": "Not ready; the reason is given"}},
 )
 def ready(request: Request) -> Any:
     """Redis (and RabbitMQ, when it is the broker) answers and every subscriber is bound."""
@@ -63,7 +72,7 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/status")
+@router.get("/status", responses={k: ERROR_RESPONSES[k] for k in (400, 503)})
 def status(
     request: Request,
     window: Annotated[float | None, Query(ge=1, le=900, description="Seconds of history")] = None,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from wowevent_kombu.core.errors import IncompatibleSchemaError, SchemaError
 from wowevent_kombu.schemas.compatibility import DEFAULT_MODE
@@ -13,11 +13,19 @@ from wowevent_kombu.schemas.schema import EventSchema
 from wowevent_kombu.web.api.access import AdminAccess, ReadAccess
 from wowevent_kombu.web.context import context_of
 from wowevent_kombu.web.errors import ApiError
-from wowevent_kombu.web.models import PublishBody, SchemaCheckBody, SchemaCheckResult
+from wowevent_kombu.web.models import (
+    ERROR_RESPONSES,
+    EVENT_TYPE,
+    PublishBody,
+    SchemaCheckBody,
+    SchemaCheckResult,
+)
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["bus"])
+PathEventType = Annotated[str, Path(min_length=1, max_length=255, pattern=EVENT_TYPE)]
+
+router = APIRouter(prefix="/admin", tags=["bus"], responses=ERROR_RESPONSES)
 
 
 @router.get("/bindings", dependencies=[ReadAccess])
@@ -57,7 +65,7 @@ def list_schemas(request: Request) -> dict[str, list[str]]:
 
 
 @router.get("/schemas/{event_type}", dependencies=[ReadAccess], tags=["schemas"])
-def schema_history(request: Request, event_type: str) -> list[dict[str, Any]]:
+def schema_history(request: Request, event_type: PathEventType) -> list[dict[str, Any]]:
     """Every registered version of one type, with its document and registration."""
     registry = _registry(request)
     history = registry.history(event_type)

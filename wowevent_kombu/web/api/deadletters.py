@@ -13,6 +13,9 @@ from wowevent_kombu.web.api.access import AdminAccess, ReadAccess
 from wowevent_kombu.web.context import context_of
 from wowevent_kombu.web.errors import ApiError
 from wowevent_kombu.web.models import (
+    ERROR_RESPONSES,
+    EVENT_TYPE,
+    SUBSCRIBER,
     BulkResult,
     DeadLetterPage,
     DeadLetterRecord,
@@ -22,11 +25,14 @@ from wowevent_kombu.web.models import (
 
 __all__ = ["router", "summary"]
 
-router = APIRouter(prefix="/admin/dlq", tags=["dead letters"])
+router = APIRouter(prefix="/admin/dlq", tags=["dead letters"], responses=ERROR_RESPONSES)
 
-Subscriber = Annotated[str | None, Query(min_length=1, max_length=200)]
-EventType = Annotated[str | None, Query(min_length=1, max_length=255)]
-Time = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, or epoch seconds")]
+Subscriber = Annotated[str | None, Query(min_length=1, max_length=200, pattern=SUBSCRIBER)]
+EventType = Annotated[str | None, Query(min_length=1, max_length=255, pattern=EVENT_TYPE)]
+Time = Annotated[
+    datetime | float | None,
+    Query(description="ISO 8601 time with a timezone, or epoch seconds"),
+]
 
 
 def summary(record: DeadLetter) -> dict[str, Any]:
@@ -45,8 +51,8 @@ def summary(record: DeadLetter) -> dict[str, Any]:
     }
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+def _aware(value: datetime | float | None, name: str) -> datetime | float | None:
+    if isinstance(value, datetime) and value.tzinfo is None:
         raise ApiError(400, f"{name} needs a timezone (e.g. 2026-12-03T10:00:00Z)")
     return value
 

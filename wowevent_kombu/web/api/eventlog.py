@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 from wowevent_kombu.web.api.access import ReadAccess
 from wowevent_kombu.web.context import context_of
 from wowevent_kombu.web.errors import ApiError
-from wowevent_kombu.web.models import LogEntry, LogPage
+from wowevent_kombu.web.models import ERROR_RESPONSES, LogEntry, LogPage, TopicPattern
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin/log", tags=["event log"])
+router = APIRouter(prefix="/admin/log", tags=["event log"], responses=ERROR_RESPONSES)
 
 Bound = Annotated[
     str | None,
@@ -27,7 +27,7 @@ def read_log(
     request: Request,
     since: Bound = None,
     until: Bound = None,
-    types: Annotated[list[str] | None, Query(max_length=20)] = None,
+    types: Annotated[list[TopicPattern] | None, Query(max_length=20)] = None,
     correlation_id: Text = None,
     causation_id: Text = None,
     source: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,

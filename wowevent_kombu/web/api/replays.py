@@ -11,11 +11,11 @@ from wowevent_kombu.core.matcher import TopicMatcher
 from wowevent_kombu.web.api.access import AdminAccess, ReadAccess
 from wowevent_kombu.web.context import WebContext, context_of
 from wowevent_kombu.web.errors import ApiError
-from wowevent_kombu.web.models import ReplayBody, ReplayPreview, ReplayRun
+from wowevent_kombu.web.models import ERROR_RESPONSES, ReplayBody, ReplayPreview, ReplayRun
 
 __all__ = ["preview", "router"]
 
-router = APIRouter(prefix="/admin/replays", tags=["replays"])
+router = APIRouter(prefix="/admin/replays", tags=["replays"], responses=ERROR_RESPONSES)
 
 PREVIEW_TYPES = 200
 """Distinct event types a preview counts before it stops naming new ones."""
