@@ -110,6 +110,10 @@ def render(request: Request, name: str, status: int = 200, /, **context: Any) ->
         request, name, {"session": session, "flash": flash, "section": None, **context},
         status_code=status,
     )  # fmt: skip
+    # The service says no-referrer everywhere; with it, browsers post forms with "Origin: null"
+    # even to their own site. "same-origin" keeps referrers off other sites and lets the
+    # console check that a form came from its own pages.
+    response.headers["referrer-policy"] = "same-origin"
     if FLASH_COOKIE in request.cookies:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response

@@ -97,7 +97,12 @@ def viewer(request: Request) -> Session:
 
 
 def same_origin(request: Request) -> bool:
-    """Whether the ``Origin`` header, when the browser sent one, names this host."""
+    """Whether the ``Origin`` header, when the browser sent one, names this host.
+
+    ``Origin: null`` (a sandboxed frame, or a page whose referrer policy hides its origin) is
+    refused: console pages are served with ``Referrer-Policy: same-origin`` so that their
+    own forms send their origin.
+    """
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-origin request; the CSRF token still decides
