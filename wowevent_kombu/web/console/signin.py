@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from wowevent_kombu.web.console.render import ConsoleRoute, render
@@ -37,10 +39,12 @@ def _next_page(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None) -> Response:
+def login_page(
+    request: Request, target: Annotated[str | None, Query(alias="next", max_length=2048)] = None
+) -> Response:
     """The sign-in form (it says who is signed in when someone is)."""
     session_of(request)
-    return render(request, "login.html", next=_next_page(next), problem=None)
+    return render(request, "login.html", next=_next_page(target), problem=None)
 
 
 @router.post("/login")
