@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from tests.conftest import wait_for
 from wowevent_kombu import EventBus, HealthRules
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.core import names
@@ -264,3 +265,34 @@ def test_pages_hold_no_inline_script_or_style_and_no_token(app: FastAPI, bus: Ev
         assert "<script>alert(1)</script>" not in html, path
         assert answer.headers["referrer-policy"] == "same-origin"
         assert "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_a_replay_is_started_interrupted_and_resumed_from_its_page(
+    app: FastAPI, bus: EventBus
+) -> None:
+    for n in range(30):
+        bus.publish("order.placed", {"order": n})
+    client = client_of(app, ADMIN)
+    csrf = csrf_of(app, client)
+    form = {"csrf": csrf, "subscribers": "billing", "speed": "4/s", "types": "order.*"}
+    started = client.post("/console/replay/start", data=form, headers=ORIGIN)
+    assert started.status_code == 303, started.text
+    page = started.headers["location"]
+    replay_id = page.rsplit("/", 1)[1]
+    runs = app.state.wowevent.runs
+
+    def interrupt() -> None:
+        answer = client.post(f"{page}/interrupt", data={"csrf": csrf}, headers=ORIGIN)
+        assert answer.status_code == 303
+        assert "will stop after its current batch" in client.get(page).text
+        wait_for(lambda: runs.get(replay_id).report.status == "interrupted", 10, 0.05,
+                 "the replay to stop")  # fmt: skip
+
+    interrupt()
+    stopped = client.get(page).text
+    assert "Resume" in stopped and "Interrupt" not in stopped
+    assert runs.get(replay_id).report.delivered["billing"] < 30
+    resumed = client.post(f"{page}/resume", data={"csrf": csrf}, headers=ORIGIN)
+    assert resumed.status_code == 303
+    assert f"Replay {replay_id} resumed." in client.get(page).text
+    interrupt()  # leave no replay running after the test
