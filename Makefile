@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-browser test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -28,11 +28,15 @@ test: venv
 	@scripts/ensure-chromium.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# The operator console in headless Chromium against a real worker and Redis; rewrites the
-# screenshots in docs/console/.
+# The operator console in headless Chromium against a real worker and Redis (also part of
+# `make test`); `make screenshots` runs it to rewrite the pictures in docs/console/.
 test-browser: venv
 	@scripts/ensure-chromium.sh
 	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider tests/web/test_console_browser.py $(PYTEST_ARGS)
+
+screenshots: venv
+	@scripts/ensure-chromium.sh
+	@WOWEVENT_SCREENSHOTS=docs/console scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider tests/web/test_console_browser.py
 
 # The seam's tests in one venv per supported Python/Celery/Kombu cell, under .matrix/ (rebuilt
 # only when setup.cfg, pyproject.toml or a cell's pins change): see scripts/matrix.py and

@@ -182,6 +182,13 @@ def test_bulk_bodies_are_checked_before_anything_happens(served: tuple[EventBus,
     assert call(address, "DELETE", "/admin/dlq/task-billing-2", token=ADMIN)[0] == 404
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 # -- publishing -----------------------------------------------------------------------------------
 
 
@@ -194,8 +201,11 @@ def test_publish_validates_its_body(served: tuple[EventBus, str]) -> None:
     cases = {
         '"mandatory": "false"': ({"type": "order.created", "mandatory": "false"}, 400),
         "unknown field": ({"type": "order.created", "x": 1}, 400),
-        "bad type": ({"type": "Bad Type!"}, 422),
-        "wildcard type": ({"type": "order.#"}, 422),
+        "bad type": ({"type": "Bad Type!"}, 400),  # the documented pattern refuses it
+        "wildcard type": ({"type": "order.#"}, 400),
+        "control byte in a word": ({"type": "order.created\n"}, 400),
+        "oversized type": ({"type": "a." * 200 + "b"}, 400),
+        "too deep data": ({"type": "order.created", "data": _nested(150)}, 422),
         "array body": ([1], 400),
         "no type": ({"data": {}}, 400),
     }

@@ -2,7 +2,7 @@
 
 Each flow is what a person on call does: sign in, find the failed delivery, read its
 traceback, retry it, purge what is left, replay to one subscriber, look an event up. Each test
-writes a screenshot of its page to ``docs/console/`` for the docs.
+writes a screenshot of its page (to ``docs/console/`` with ``make screenshots``).
 """
 
 from __future__ import annotations

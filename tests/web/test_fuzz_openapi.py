@@ -21,7 +21,7 @@ from tests.integration.serving import app_env, serving
 from tests.web.live import ADMIN
 from wowevent_kombu.core import names
 
-EXAMPLES = os.environ.get("WOWEVENT_FUZZ_EXAMPLES", "8")
+EXAMPLES = os.environ.get("WOWEVENT_FUZZ_EXAMPLES", "5")
 
 
 def test_schemathesis_finds_nothing(redis_url: str, exchange: str, tmp_path: Path) -> None:
