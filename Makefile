@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -77,6 +77,10 @@ bench-profile: venv
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
 	@$(PY) benchmarks/log.py
+
+# `wowevent serve` (FastAPI on uvicorn) beside the ThreadingHTTPServer it replaced, same bus.
+bench-http: venv
+	@scripts/with-redis.sh $(PY) benchmarks/http_service.py
 
 bench-dlq: venv
 	@scripts/with-redis.sh $(PY) benchmarks/dlq.py
