@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery import Celery
 from kombu import Exchange, Queue
 
+from wowevent_kombu.apublishing import AsyncPublishing
 from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
 from wowevent_kombu.brokers.factory import make_transport, pinned_route
@@ -147,6 +148,9 @@ class EventBus:
             transport=lambda: self.transport,
             metrics=lambda: self.metrics,
             schemas=lambda: (self.schemas, self.require_schemas),
+        )
+        self._async = AsyncPublishing(
+            self._publisher, lambda: self.settings, lambda: self.transport
         )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         install(app, self, self._dead_letters.malformed_store)
@@ -363,6 +367,42 @@ class EventBus:
         event stops the whole batch. Returns the events as sent (with their schema versions).
         """
         return self._publisher.publish_many(events, mandatory=mandatory)
+
+    async def apublish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        schema_version: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        mandatory: bool = False,
+    ) -> Event:
+        """:meth:`publish` for asyncio code: the same event, checks, errors and atomicity.
+
+        Publishes awaited concurrently share one connection and one round trip per batch of
+        calls (see :mod:`wowevent_kombu.apublishing`); ``await bus.aclose()`` before the loop
+        ends (a FastAPI lifespan's shutdown, say).
+        """
+        event = self._publisher.build(
+            type, data, source=source, subject=subject, correlation_id=correlation_id,
+            causation_id=causation_id, schema_version=schema_version, id=id, time=time,
+        )  # fmt: skip
+        return (await self._async.publish_many([event], mandatory=mandatory))[0]
+
+    async def apublish_many(
+        self, events: Iterable[Event], *, mandatory: bool = False
+    ) -> list[Event]:
+        """:meth:`publish_many` for asyncio code: all logged and delivered, or none."""
+        return await self._async.publish_many(events, mandatory=mandatory)
+
+    async def aclose(self) -> None:
+        """Close the async publisher's connections of the running event loop."""
+        await self._async.aclose()
 
     # -- consuming outside Celery --------------------------------------------------------------
 

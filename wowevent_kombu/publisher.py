@@ -7,7 +7,7 @@ the whole batch is valid and sent in one broker call, or nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,9 @@ from wowevent_kombu.schemas.registry import SchemaRegistry
 
 if TYPE_CHECKING:
     from wowevent_kombu.observability.metrics import BusMetrics
+
+AsyncSend = Callable[..., Awaitable[list[tuple[str, ...]]]]
+"""``await send(batch, mandatory=...)``: an async transport's ``send``."""
 
 
 class Publisher:
@@ -95,12 +98,26 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
         """Validate every event, then log and deliver them all in one broker call."""
+        batch = self.prepare_all(events)
+        return self.published(batch, self._transport().send(batch, mandatory=mandatory))
+
+    async def apublish_many(
+        self, events: Iterable[Event], *, mandatory: bool, send: AsyncSend
+    ) -> list[Event]:
+        """:meth:`publish_many` with the broker call awaited through ``send``."""
+        batch = self.prepare_all(events)
+        return self.published(batch, await send(batch, mandatory=mandatory))
+
+    def prepare_all(self, events: Iterable[Event]) -> list[Outgoing]:
+        """Every event prepared (see :meth:`prepare`), or the first refusal; nothing is sent."""
         try:
-            batch = [self.prepare(event) for event in events]
+            return [self.prepare(event) for event in events]
         except InvalidEventError:
             self._count_invalid()
             raise
-        routes = self._transport().send(batch, mandatory=mandatory)
+
+    def published(self, batch: list[Outgoing], routes: list[tuple[str, ...]]) -> list[Event]:
+        """The events of a sent batch, counted in the metrics."""
         published = [item.event for item in batch]
         metrics = self._metrics()
         if metrics is not None:
