@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -77,6 +77,18 @@ bench-profile: venv
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
 	@$(PY) benchmarks/log.py
+
+# Publishing beside Celery, Dramatiq and FastStream (blocking, threaded and asyncio, 1-100 in
+# flight, client CPU per publish). The peers go into .bench/venv only, never into the project.
+BENCH_VENV := .bench/venv
+$(BENCH_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e . 'faststream[redis]' 'dramatiq[redis]'
+	@touch $@
+
+bench-peers: venv $(BENCH_VENV)/.installed
+	@scripts/with-redis.sh $(BENCH_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
 
 # `wowevent serve` (FastAPI on uvicorn) beside the ThreadingHTTPServer it replaced, same bus.
 bench-http: venv

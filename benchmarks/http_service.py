@@ -32,7 +32,6 @@ import redis
 from celery import Celery
 from prometheus_client import CollectorRegistry
 
-from benchmarks.dlq import fill
 from wowevent_kombu import Event, EventBus, HealthRules, instrument
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.observability.collector import ClusterCollector
@@ -44,11 +43,16 @@ from wowevent_kombu.web.auth import Tokens
 from wowevent_kombu.web.server import serving_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the benchmarks package is beside it
+
+from benchmarks.dlq import fill  # noqa: E402
+
 BASELINE_COMMIT = "44a5a7b"
 TOKEN = "bench-admin-token-0123456789"
 
 LOAD = r"""
 import http.client, sys, threading, time
+
 host, port, path, token, seconds, connections = sys.argv[1:7]
 count = [0] * int(connections)
 errors = [0] * int(connections)

@@ -39,6 +39,11 @@ class Step:
 
 STEPS = (
     Step("publishing", ("benchmarks/publish.py", "--json", "{out}/publish.json"), "publish.json"),
+    Step(
+        "publishing beside peers",
+        ("benchmarks/peers.py", "--json", "{out}/peers.json"),
+        "peers.json",
+    ),
     Step("end to end", ("benchmarks/e2e.py", "--out", "{out}"), "e2e.json"),
     Step("Redis and RabbitMQ", ("benchmarks/brokers.py", "--out", "{out}"), "brokers.json"),
     Step("metrics", ("benchmarks/metrics.py",)),
