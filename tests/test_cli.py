@@ -42,8 +42,11 @@ def test_declare_subscribers_publish_unbind(run, redis_client, exchange):
     assert published.exit_code == 0, published.output
     doc = json.loads(published.output)
     assert doc["type"] == "order.created" and doc["subject"] == "o1"
+    assert doc["subscribers"] == ["audit", "billing"]
+    text = run("publish", "order.created", '{"order_id": "2"}')
+    assert "to 2 subscriber(s): audit, billing" in text.stdout and not text.stderr
     rows = {r["subscriber"]: r for r in json.loads(run("--json", "subscribers").output)}
-    assert rows["billing"]["waiting"] == 1 and rows["steady"]["waiting"] == 0
+    assert rows["billing"]["waiting"] == 2 and rows["steady"]["waiting"] == 0
     unbound = run("unbind", "billing")
     assert unbound.exit_code == 0 and "order.*" in unbound.output
     assert "billing" not in run("subscribers").output
@@ -58,6 +61,10 @@ def test_bad_input_gets_clear_errors(run, redis_client, exchange):
     assert result.exit_code == EXIT_DATAERR
     result = run("unbind", "ghost")
     assert result.exit_code == 1 and "ghost" in result.output
+    result = run("publish", "nobody.here", "{}")
+    assert result.exit_code == 0 and "to 0 subscriber(s)" in result.stdout
+    assert "warning: no subscriber is bound" in result.stderr and "--mandatory" in result.stderr
+    redis_client.delete(names.log_key(exchange))
     result = run("publish", "nobody.here", "{}", "--mandatory")
     assert result.exit_code == 1 and "no subscriber" in result.output
     assert redis_client.xlen(names.log_key(exchange)) == 0

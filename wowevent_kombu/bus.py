@@ -355,6 +355,22 @@ class EventBus:
         """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
         return self.publish_many([event], mandatory=mandatory)[0]
 
+    def publish_reaching(
+        self, type: str, data: Any = None, *, mandatory: bool = False, **attributes: Any
+    ) -> tuple[Event, list[str]]:
+        """:meth:`publish` (same keywords), also returning the subscribers the event reached.
+
+        The names are sorted; an empty list means the event matched no binding: it is logged
+        but delivered to nobody (``mandatory=True`` raises instead).
+        """
+        options: dict[str, Any] = dict.fromkeys(_EVENT_ATTRIBUTES)
+        if unknown := set(attributes) - set(options):
+            raise TypeError(f"publish_reaching() got unexpected keywords {sorted(unknown)}")
+        event = self._publisher.build(type, data, **{**options, **attributes})
+        [(sent, queues)] = self._publisher.send([event], mandatory=mandatory)
+        found = (names.subscriber_from_queue(self.exchange, q) for q in queues)
+        return sent, sorted(name or queue for name, queue in zip(found, queues, strict=True))
+
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
 
@@ -390,6 +406,11 @@ class EventBus:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
+
+
+_EVENT_ATTRIBUTES = (
+    "source", "subject", "correlation_id", "causation_id", "schema_version", "id", "time"
+)
 
 
 def buses_of(app: Celery) -> list[EventBus]:

@@ -95,6 +95,12 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
         """Validate every event, then log and deliver them all in one broker call."""
+        return [event for event, _ in self.send(events, mandatory=mandatory)]
+
+    def send(
+        self, events: Iterable[Event], *, mandatory: bool
+    ) -> list[tuple[Event, tuple[str, ...]]]:
+        """:meth:`publish_many`, returning each event as sent with the queues it reached."""
         try:
             batch = [self.prepare(event) for event in events]
         except InvalidEventError:
@@ -105,7 +111,7 @@ class Publisher:
         metrics = self._metrics()
         if metrics is not None:
             metrics.record_published(published, routes)
-        return published
+        return list(zip(published, routes, strict=True))
 
     def prepare(self, event: Event) -> Outgoing:
         """``event`` validated against its schema, encoded once and size-checked."""

@@ -14,6 +14,7 @@ from wowevent_kombu.cli._common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliContext,
+    accept_json_everywhere,
 )
 from wowevent_kombu.cli.dlq import dlq
 from wowevent_kombu.cli.log import log_group, replay_command
@@ -23,6 +24,7 @@ from wowevent_kombu.cli.schemas import schemas
 
 for _command in (log_group, replay_command, status, serve, dlq, schemas):
     cli.add_command(_command)
+accept_json_everywhere(cli)
 
 celery_command = cli
 """The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""

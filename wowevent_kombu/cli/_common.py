@@ -126,3 +126,26 @@ def redis_errors_as_unavailable(func: F) -> F:
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliContext).as_json = True
+
+
+def accept_json_everywhere(command: click.Command) -> None:
+    """Give every subcommand of ``command`` its own ``--json`` (same as ``wowevent --json``).
+
+    ``wowevent dlq list --json`` then works as well as ``wowevent --json dlq list``.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        accept_json_everywhere(sub)
+        if not any("--json" in getattr(p, "opts", ()) for p in sub.params):
+            sub.params.append(_json_option())
+
+
+def _json_option() -> click.Option:
+    return click.Option(
+        ["--json", "as_json"], is_flag=True, expose_value=False, callback=_set_json,
+        help="Machine-readable JSON output (also accepted before the command).",
+    )  # fmt: skip

@@ -71,12 +71,16 @@ def publish(
     correlation_id: str | None,
     mandatory: bool,
 ) -> None:
-    """Publish one event of EVENT_TYPE with DATA (JSON text)."""
+    """Publish one event of EVENT_TYPE with DATA (JSON text); say which subscribers it reached.
+
+    An event no binding matches is logged but reaches nobody: a warning on stderr says so, and
+    with --mandatory it is refused instead (exit 1, nothing written).
+    """
     try:
         payload = decode_json(data)
     except ValueError as exc:
         raise InvalidEventError(f"DATA is not valid JSON: {exc}") from exc
-    event = obj.bus().publish(
+    event, reached = obj.bus().publish_reaching(
         event_type,
         payload,
         source=source,
@@ -84,7 +88,18 @@ def publish(
         correlation_id=correlation_id,
         mandatory=mandatory,
     )
-    obj.emit(event.to_cloudevent(), f"published {event.type} {event.id}")
+    who = f": {', '.join(reached)}" if reached else ""
+    obj.emit(
+        {**event.to_cloudevent(), "subscribers": reached},
+        f"published {event.type} {event.id} to {len(reached)} subscriber(s){who}",
+    )
+    if not reached:
+        click.echo(
+            f"warning: no subscriber is bound to a pattern matching {event.type!r} on exchange "
+            f"{obj.bus().exchange!r}: the event was logged but reaches nobody (see `wowevent "
+            "subscribers`; --mandatory makes this an error)",
+            err=True,
+        )
 
 
 @cli.command()
