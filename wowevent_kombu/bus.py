@@ -390,6 +390,7 @@ class EventBus:
         limit: int | None = None,
         timeout: float | None = None,
         temporary: bool = False,
+        lease: float = 60.0,
     ) -> int:
         """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
 
@@ -399,7 +400,13 @@ class EventBus:
         from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
-            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary
+            self,
+            handlers,
+            group=group,
+            limit=limit,
+            timeout=timeout,
+            temporary=temporary,
+            lease=lease,
         )
 
     def close(self) -> None:
@@ -409,7 +416,13 @@ class EventBus:
 
 
 _EVENT_ATTRIBUTES = (
-    "source", "subject", "correlation_id", "causation_id", "schema_version", "id", "time"
+    "source",
+    "subject",
+    "correlation_id",
+    "causation_id",
+    "schema_version",
+    "id",
+    "time",
 )
 
 

@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 import click
 
+from wowevent_kombu.brokers.temporary import LEASE_SECONDS
 from wowevent_kombu.cli._common import (
     TAIL_TIMEOUT_MAX,
     CliContext,
     handle_errors,
     pass_ctx,
     redis_errors_as_unavailable,
+    stop_on_signals,
 )
 from wowevent_kombu.cli.types import BROKER_SCHEMES, STORE_SCHEMES, BrokerURL, Count, FiniteFloat
 from wowevent_kombu.core.errors import InvalidEventError
@@ -106,13 +108,25 @@ def publish(
 @click.argument("pattern", nargs=-1, required=True)
 @click.option("--limit", type=Count(1), help="Stop after this many events.")
 @click.option("--timeout", type=FiniteFloat(0, TAIL_TIMEOUT_MAX, above=True, unit=" of seconds"),
-              help="Stop after this many idle seconds.")  # fmt: skip
+              help="Stop after this many idle seconds [default: never].")  # fmt: skip
+@click.option("--ttl", type=FiniteFloat(1, 86400, unit=" of seconds"), default=LEASE_SECONDS,
+              show_default=True, envvar="WOWEVENT_TAIL_TTL", show_envvar=True,
+              help="How long the queue of a tail killed with SIGKILL outlives it.")  # fmt: skip
 @pass_ctx
 @handle_errors
 def tail(
-    obj: CliContext, pattern: tuple[str, ...], limit: int | None, timeout: float | None
+    obj: CliContext,
+    pattern: tuple[str, ...],
+    limit: int | None,
+    timeout: float | None,
+    ttl: float,
 ) -> None:
-    """Print live events matching PATTERN (a temporary queue, unbound on exit)."""
+    """Print live events matching PATTERN through a temporary queue.
+
+    The queue, its binding and its bell are removed when tail ends: after --limit or
+    --timeout, or on Ctrl-C, SIGTERM (kill, timeout, docker stop, systemd) or SIGHUP. If tail
+    is killed outright (SIGKILL), they expire --ttl seconds later.
+    """
 
     bus = obj.bus()
 
@@ -126,8 +140,8 @@ def tail(
 
     group = f"{TAIL_PREFIX}{uuid.uuid4().hex[:12]}"
     handlers: dict[str, Callable[[Event], None]] = dict.fromkeys(pattern, show)
-    with contextlib.suppress(KeyboardInterrupt):
-        bus.consume(handlers, group=group, limit=limit, timeout=timeout, temporary=True)
+    with contextlib.suppress(KeyboardInterrupt), stop_on_signals():
+        bus.consume(handlers, group=group, limit=limit, timeout=timeout, temporary=True, lease=ttl)
 
 
 @cli.command()
