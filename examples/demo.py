@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wowevent_kombu.brokers.redis.server import RedisServer, answers, redis_server_binary
+from wowevent_kombu.testing.redisserver import RedisServer, answers, redis_server_binary
 
 EVENTS = [
     ("order.created", {"order_id": "A-1001", "total": 42.0}),

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from tests.conftest import ROOT, wait_for
 from wowevent_kombu.brokers.redis.errors import redis_error
-from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_DATAERR, EXIT_UNAVAILABLE, cli
 from wowevent_kombu.core import names
+from wowevent_kombu.testing.redisserver import free_port
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from celery import Celery
 
 from tests.conftest import ROOT, Worker, wait_for
 from wowevent_kombu import Event, EventBus
-from wowevent_kombu.brokers.redis.server import RedisServer
+from wowevent_kombu.testing.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
 

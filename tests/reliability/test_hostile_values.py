@@ -34,7 +34,6 @@ from wowevent_kombu import (
     TopicMatcher,
 )
 from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_UNAVAILABLE, cli
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import InvalidSchemaError
@@ -45,6 +44,7 @@ from wowevent_kombu.observability.service import StatusService
 from wowevent_kombu.observability.status import ClusterReader
 from wowevent_kombu.schemas.schema import SemVer
 from wowevent_kombu.testing import TestBus
+from wowevent_kombu.testing.redisserver import free_port
 from wowevent_kombu.worker.malformed import malformed_record
 
 SECRET = "s3cret-Pw"

@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import Worker, wait_for
 from wowevent_kombu import EventBus, EventSchema, HealthRules, PublishError, SchemaRegistry
 from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.brokers.redis.sentinelcluster import SentinelCluster
 from wowevent_kombu.cli import cli
 from wowevent_kombu.observability.service import StatusService, make_server
 from wowevent_kombu.observability.status import ClusterReader
+from wowevent_kombu.testing.sentinelcluster import SentinelCluster
 
 APP = "tests.apps.sentinelapp"
 

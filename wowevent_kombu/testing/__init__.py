@@ -16,6 +16,14 @@ Use it to unit-test subscribers without Redis or a worker::
 Events go through the same validation, routing (AMQP topic semantics) and Celery task message
 encoding as on Redis; :meth:`TestBus.drain` then runs each delivery through the subscriber's
 Celery task with ``task.apply`` (Celery's eager mode: retries run at once, countdowns ignored).
+
+Two helpers for tests that need a real Redis of their own are part of this package too, and
+supported like the rest of it: :class:`wowevent_kombu.testing.redisserver.RedisServer` (a
+private ``redis-server`` on a free loopback port, stopped by its pid; ``make demo`` and
+``make test`` use it when no Redis answers) and
+:class:`wowevent_kombu.testing.sentinelcluster.SentinelCluster` (a primary, replicas and
+sentinels, for failover tests). Both need the ``redis-server`` binary; nothing starts until
+you call them.
 """
 
 from __future__ import annotations
