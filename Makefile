@@ -25,7 +25,7 @@ demo: venv
 test: venv
 	@scripts/ensure-prometheus.sh
 	@scripts/ensure-rabbitmq.sh
-	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 # The seam's tests in one venv per supported Python/Celery/Kombu cell, under .matrix/ (rebuilt
 # only when setup.cfg, pyproject.toml or a cell's pins change): see scripts/matrix.py and

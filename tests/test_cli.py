@@ -161,3 +161,16 @@ def test_may_have_committed_only_where_a_publish_was_sent(cause, doing, may_have
     assert error.outcome_unknown is may_have_committed
     assert ("may have committed" in text) is may_have_committed
     assert ("nothing was written" in text) is not may_have_committed
+
+
+def test_help_shows_defaults_and_environment_variables():
+    from wowevent_kombu.cli import celery_command
+
+    text = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    for shown in ("WOWEVENT_APP", "WOWEVENT_BROKER_URL", "redis://localhost:6379/0",
+                  "WOWEVENT_EXCHANGE", "[default: wowevent]"):  # fmt: skip
+        assert shown in text, shown
+    under_celery = CliRunner().invoke(celery_command, ["--help"], terminal_width=200).output
+    assert "--app" not in under_celery and "--exchange" in under_celery
+    tail_help = CliRunner().invoke(cli, ["tail", "--help"], terminal_width=200).output
+    assert "WOWEVENT_TAIL_TTL" in tail_help and "SIGTERM" in tail_help

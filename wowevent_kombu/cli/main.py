@@ -22,21 +22,27 @@ from wowevent_kombu.cli._common import (
 from wowevent_kombu.cli.types import BROKER_SCHEMES, STORE_SCHEMES, BrokerURL, Count, FiniteFloat
 from wowevent_kombu.core.errors import InvalidEventError
 from wowevent_kombu.core.event import Event, decode_json
-from wowevent_kombu.core.names import TAIL_PREFIX
+from wowevent_kombu.core.names import DEFAULT_EXCHANGE, TAIL_PREFIX
+from wowevent_kombu.core.settings import DEFAULT_BROKER_URL
 
 
 @click.group(name="wowevent")
 @click.option(
-    "--broker", envvar="WOWEVENT_BROKER_URL", type=BrokerURL(BROKER_SCHEMES),
-    help="Broker URL, Redis or RabbitMQ [env WOWEVENT_BROKER_URL].",
+    "--broker", envvar="WOWEVENT_BROKER_URL", show_envvar=True, type=BrokerURL(BROKER_SCHEMES),
+    help=f"Broker URL, Redis or RabbitMQ; with -A the app's own broker is used instead "
+    f"[default: {DEFAULT_BROKER_URL}].",
 )  # fmt: skip
 @click.option(
-    "--store", envvar="WOWEVENT_STORE_URL", type=BrokerURL(STORE_SCHEMES),
-    help="Redis of the log and dead letters beside a RabbitMQ broker [env WOWEVENT_STORE_URL].",
+    "--store", envvar="WOWEVENT_STORE_URL", show_envvar=True, type=BrokerURL(STORE_SCHEMES),
+    help="Redis of the log and dead letters beside a RabbitMQ broker [default: the broker].",
 )  # fmt: skip
-@click.option("--exchange", envvar="WOWEVENT_EXCHANGE", help="Exchange [env WOWEVENT_EXCHANGE].")
-@click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", help="Celery app, module:attr.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("--exchange", envvar="WOWEVENT_EXCHANGE", show_envvar=True,
+              help=f"Topic exchange of the bus [default: {DEFAULT_EXCHANGE}].")  # fmt: skip
+@click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", show_envvar=True,
+              help="Celery app whose bus to use, module or module:attr as for celery -A "
+              "[default: none, a bare bus on --broker].")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable JSON output (also accepted after any command).")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Log the library's debug messages.")
 @click.pass_context
 def cli(
@@ -44,9 +50,9 @@ def cli(
     broker: str | None,
     store: str | None,
     exchange: str | None,
-    app_path: str | None,
     as_json: bool,
     verbose: bool,
+    app_path: str | None = None,
 ) -> None:
     """Publish, watch and operate a wowevent_kombu event bus."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
