@@ -79,3 +79,21 @@ def test_a_source_set_on_the_bus_after_it_was_made_is_what_publish_uses(bus):
     bus.source = "shop"
     assert bus.publish("order.created", {}).source == "shop"
     assert [e.source for e in bus.published] == ["wowevent", "shop"]
+
+
+def test_idempotent_works_in_memory_and_checkpoint_is_refused_clearly():
+    from wowevent_kombu import ConfigurationError
+
+    bus = TestBus(Celery("t", set_as_current=False))
+    runs = []
+
+    @bus.subscriber("order.*", name="billing", idempotent=True)
+    def bill(event):
+        runs.append(event.id)
+
+    event = bus.publish("order.created", {"n": 1})
+    bus.publish_event(event)  # the same id again
+    assert [d.succeeded for d in bus.drain()] == [True, True]
+    assert runs == [event.id]
+    with pytest.raises(ConfigurationError, match="checkpoint=True needs the Redis event log"):
+        bus.subscriber("order.*", name="audit", checkpoint=True)

@@ -39,6 +39,7 @@ from wowevent_kombu.brokers.outgoing import Outgoing, copies, unroutable_error
 from wowevent_kombu.brokers.redis.atomic import Command
 from wowevent_kombu.bus import EventBus
 from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.errors import ConfigurationError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.settings import Settings
@@ -141,6 +142,21 @@ class TestBus(EventBus):
     def subscriber(
         self, patterns: str | Sequence[str], *, name: str, bind: bool = False, **task_options: Any
     ) -> Any:
+        """:meth:`EventBus.subscriber`, bound at once (with ``autodeclare``).
+
+        ``idempotent=True`` works here (handled ids are kept in memory). ``checkpoint=True`` is
+        refused: a checkpoint is a position in the Redis event log, which this bus does not
+        have, so accepting it would record nothing.
+
+        Raises:
+            ConfigurationError: ``checkpoint=True``.
+        """
+        if task_options.get("checkpoint"):
+            raise ConfigurationError(
+                f"subscriber {name!r}: checkpoint=True needs the Redis event log, and TestBus "
+                "keeps events in memory with no log positions; leave checkpoint= out of tests "
+                "on TestBus, and test checkpoints on an EventBus against Redis"
+            )
         decorate = super().subscriber(patterns, name=name, bind=bind, **task_options)
 
         def register_and_bind(handler: Any) -> Any:
