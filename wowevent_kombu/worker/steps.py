@@ -207,6 +207,13 @@ def make_bootstep(bus: BusView) -> type[bootsteps.StartStopStep]:
                 getattr(worker, "time_limit", None),
             ):
                 log.warning(warning)
+            if getattr(bus, "metrics", None) is None:
+                log.info(
+                    "bus %r is not instrumented: this worker writes no heartbeat, so `wowevent "
+                    "status` will not count it as live; call wowevent_kombu.instrument(bus) "
+                    "where the bus is created",
+                    bus.exchange,
+                )
             attach_queues(worker.app, bus)
             if settings.amqp:
                 register_dispatch_task(worker.app, bus.exchange, bus.queues_to_subscribers)
