@@ -95,3 +95,17 @@ def test_a_killed_tails_queue_expires_and_its_binding_is_reaped(
     assert reap(bus.transport, redis_client, exchange) == [queue]
     assert leftovers(redis_client, exchange, queue) == []
     assert bus.publish_reaching("order.created", {"n": 3})[1] == []
+
+
+def test_unbinding_a_leftover_tail_deletes_its_queue_and_bell(
+    redis_url, redis_client, exchange, bus
+):
+    proc = start_tail(redis_url, exchange)
+    queue = tail_queue(redis_client, exchange)
+    proc.kill()
+    proc.communicate(timeout=30)
+    bus.publish("order.created", {"n": 1})
+    assert redis_client.exists(queue, names.bell_key(queue)) == 2
+    name = names.subscriber_from_queue(exchange, queue)
+    assert bus.unsubscribe(name) == ["order.#"]
+    assert redis_client.exists(queue, names.bell_key(queue)) == 0

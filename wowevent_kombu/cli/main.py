@@ -193,7 +193,10 @@ def declare(obj: CliContext) -> None:
 @handle_errors
 @redis_errors_as_unavailable
 def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
-    """Remove subscriber NAME's bindings; queued deliveries stay queued."""
+    """Remove subscriber NAME's bindings; queued deliveries stay queued.
+
+    A leftover `tail` queue (NAME starting with "tail.") is deleted with its bell as well.
+    """
     removed = obj.bus().unsubscribe(name, list(patterns) or None)
     obj.emit(
         {"subscriber": name, "removed": removed},
