@@ -13,10 +13,7 @@ from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
 from wowevent_kombu.brokers.factory import make_transport, pinned_route
 from wowevent_kombu.core import names
-from wowevent_kombu.core.errors import (
-    ConfigurationError,
-    InvalidSubscriberError,
-)
+from wowevent_kombu.core.errors import ConfigurationError, InvalidSubscriberError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.deadletters.store import DeadLetterStore
@@ -363,13 +360,9 @@ class EventBus:
         The names are sorted; an empty list means the event matched no binding: it is logged
         but delivered to nobody (``mandatory=True`` raises instead).
         """
-        options: dict[str, Any] = dict.fromkeys(_EVENT_ATTRIBUTES)
-        if unknown := set(attributes) - set(options):
-            raise TypeError(f"publish_reaching() got unexpected keywords {sorted(unknown)}")
-        event = self._publisher.build(type, data, **{**options, **attributes})
-        [(sent, queues)] = self._publisher.send([event], mandatory=mandatory)
-        found = (names.subscriber_from_queue(self.exchange, q) for q in queues)
-        return sent, sorted(name or queue for name, queue in zip(found, queues, strict=True))
+        return self._publisher.publish_reaching(
+            type, data, mandatory=mandatory, exchange=self.exchange, attributes=attributes
+        )
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
@@ -400,30 +393,14 @@ class EventBus:
         from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
-            self,
-            handlers,
-            group=group,
-            limit=limit,
-            timeout=timeout,
-            temporary=temporary,
+            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary,
             lease=lease,
-        )
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release the bus's Redis connections."""
         if self._transport is not None:
             self._transport.close()
-
-
-_EVENT_ATTRIBUTES = (
-    "source",
-    "subject",
-    "correlation_id",
-    "causation_id",
-    "schema_version",
-    "id",
-    "time",
-)
 
 
 def buses_of(app: Celery) -> list[EventBus]:

@@ -7,7 +7,7 @@ the whole batch is valid and sent in one broker call, or nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ import redis
 
 from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.outgoing import Outgoing
-from wowevent_kombu.core import wire
+from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import EventTooLargeError, InvalidEventError, PublishError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import Settings
@@ -23,6 +23,18 @@ from wowevent_kombu.schemas.registry import SchemaRegistry
 
 if TYPE_CHECKING:
     from wowevent_kombu.observability.metrics import BusMetrics
+
+
+EVENT_ATTRIBUTES = (
+    "source",
+    "subject",
+    "correlation_id",
+    "causation_id",
+    "schema_version",
+    "id",
+    "time",
+)
+"""The keywords :meth:`Publisher.build` takes besides the type and data."""
 
 
 class Publisher:
@@ -96,6 +108,24 @@ class Publisher:
     def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
         """Validate every event, then log and deliver them all in one broker call."""
         return [event for event, _ in self.send(events, mandatory=mandatory)]
+
+    def publish_reaching(
+        self,
+        type: str,
+        data: Any,
+        *,
+        mandatory: bool,
+        exchange: str,
+        attributes: Mapping[str, Any],
+    ) -> tuple[Event, list[str]]:
+        """Build and publish one event; it and the names of the subscribers it reached."""
+        options: dict[str, Any] = dict.fromkeys(EVENT_ATTRIBUTES)
+        if unknown := set(attributes) - set(options):
+            raise TypeError(f"unexpected keyword(s) for publishing: {sorted(unknown)}")
+        event = self.build(type, data, **{**options, **attributes})
+        [(sent, queues)] = self.send([event], mandatory=mandatory)
+        found = (names.subscriber_from_queue(exchange, q) for q in queues)
+        return sent, sorted(name or queue for name, queue in zip(found, queues, strict=True))
 
     def send(
         self, events: Iterable[Event], *, mandatory: bool
