@@ -26,7 +26,7 @@ test: venv
 	@scripts/ensure-prometheus.sh
 	@scripts/ensure-rabbitmq.sh
 	@scripts/ensure-chromium.sh
-	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 # The operator console in headless Chromium against a real worker and Redis (also part of
 # `make test`); `make screenshots` runs it to rewrite the pictures in docs/console/.

@@ -14,10 +14,7 @@ from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
 from wowevent_kombu.brokers.factory import make_transport, pinned_route
 from wowevent_kombu.core import names
-from wowevent_kombu.core.errors import (
-    ConfigurationError,
-    InvalidSubscriberError,
-)
+from wowevent_kombu.core.errors import ConfigurationError, InvalidSubscriberError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.deadletters.store import DeadLetterStore
@@ -359,6 +356,18 @@ class EventBus:
         """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
         return self.publish_many([event], mandatory=mandatory)[0]
 
+    def publish_reaching(
+        self, type: str, data: Any = None, *, mandatory: bool = False, **attributes: Any
+    ) -> tuple[Event, list[str]]:
+        """:meth:`publish` (same keywords), also returning the subscribers the event reached.
+
+        The names are sorted; an empty list means the event matched no binding: it is logged
+        but delivered to nobody (``mandatory=True`` raises instead).
+        """
+        return self._publisher.publish_reaching(
+            type, data, mandatory=mandatory, exchange=self.exchange, attributes=attributes
+        )
+
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
 
@@ -414,6 +423,7 @@ class EventBus:
         limit: int | None = None,
         timeout: float | None = None,
         temporary: bool = False,
+        lease: float = 60.0,
     ) -> int:
         """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
 
@@ -423,8 +433,9 @@ class EventBus:
         from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
-            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary
-        )
+            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary,
+            lease=lease,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release the bus's Redis connections."""

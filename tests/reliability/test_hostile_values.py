@@ -32,7 +32,6 @@ from wowevent_kombu import (
     Settings,
     TopicMatcher,
 )
-from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_UNAVAILABLE, cli
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import InvalidSchemaError
@@ -41,6 +40,7 @@ from wowevent_kombu.core.urls import redact_url
 from wowevent_kombu.log.positions import parse_when, split_position
 from wowevent_kombu.schemas.schema import SemVer
 from wowevent_kombu.testing import TestBus
+from wowevent_kombu.testing.redisserver import free_port
 from wowevent_kombu.web.auth import Tokens
 from wowevent_kombu.worker.malformed import malformed_record
 

@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import Worker, wait_for
 from wowevent_kombu import EventBus, EventSchema, HealthRules, PublishError, SchemaRegistry
 from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.brokers.redis.sentinelcluster import SentinelCluster
 from wowevent_kombu.cli import cli
 from wowevent_kombu.observability.status import ClusterReader
+from wowevent_kombu.testing.sentinelcluster import SentinelCluster
 from wowevent_kombu.web.app import create_app
 from wowevent_kombu.web.server import serving_in_thread
 
