@@ -22,9 +22,15 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from wowevent_kombu.brokers.outgoing import Outgoing, copies, unroutable_error
+from wowevent_kombu.brokers.outgoing import Outgoing, unroutable_error
 from wowevent_kombu.brokers.redis.errors import redis_error
-from wowevent_kombu.brokers.redis.logscript import NO_LOG, LogAppender, LogWriter
+from wowevent_kombu.brokers.redis.logscript import LogAppender, LogWriter
+from wowevent_kombu.brokers.redis.publisher import (
+    merged_routes,
+    missed_routes,
+    route,
+    script_call,
+)
 from wowevent_kombu.brokers.redis.publishscript import PUBLISH, PublishCall, stamp
 from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import PublishError, ReplicationError
@@ -102,10 +108,10 @@ class AsyncRedisTransport:
         first_type = batch[0].event.type
         try:
             snap = await self.snapshot()
-            routes = [self._route(snap, item.event.type) for item in batch]
+            routes = [route(snap, item.event.type) for item in batch]
             if mandatory and not all(routes):
                 snap = await self.snapshot(refresh=True)
-                routes = [self._route(snap, item.event.type) for item in batch]
+                routes = [route(snap, item.event.type) for item in batch]
                 for item, queues in zip(batch, routes, strict=True):
                     if not queues:
                         raise unroutable_error(self._settings.exchange, batch, item.event.type)
@@ -115,9 +121,6 @@ class AsyncRedisTransport:
             routes = await self._deliver_missed(batch, routes, ids)
         return routes
 
-    def _route(self, snap: BindingSnapshot, event_type: str) -> tuple[str, ...]:
-        return tuple(sorted(snap.matcher.match(event_type)))
-
     async def _commit(
         self,
         batch: Sequence[Outgoing],
@@ -126,15 +129,9 @@ class AsyncRedisTransport:
         *,
         with_log: bool,
     ) -> tuple[int, int]:
-        pushes: dict[str, list[str]] = {}
-        unroutable = 0
-        for item, queues in zip(batch, routes, strict=True):
-            if not queues:
-                unroutable += 1
-            for queue, message in copies(self._settings.exchange, item, queues, self._sender):
-                pushes.setdefault(queue, []).append(message)
-        logged = self.log_appender.arguments(batch) if with_log else NO_LOG
-        keys, args = self._call.arguments(logged, pushes, unroutable if with_log else 0)
+        keys, args = script_call(
+            self._call, self.log_appender, self._sender, batch, routes, with_log=with_log
+        )
         try:
             reply, acknowledged = await self._submit(keys, args)
         except redis.RedisError as exc:
@@ -160,13 +157,10 @@ class AsyncRedisTransport:
         except redis.RedisError:
             log.warning("could not re-read the binding table after publishing %s", ids[:3])
             return routes
-        missed = [
-            tuple(q for q in self._route(fresh, item.event.type) if q not in queues)
-            for item, queues in zip(batch, routes, strict=True)
-        ]
+        missed = missed_routes(fresh, batch, routes)
         if any(missed):
             await self._commit(batch, missed, ids, with_log=False)
-        return [tuple(sorted({*a, *b})) for a, b in zip(routes, missed, strict=True)]
+        return merged_routes(routes, missed)
 
     # -- the pipelined writer ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -82,7 +83,7 @@ class RedisTransport:
         return routes
 
     def _route(self, snap: BindingSnapshot, event_type: str) -> tuple[str, ...]:
-        return tuple(sorted(snap.matcher.match(event_type)))
+        return route(snap, event_type)
 
     def _refuse_unroutable(self, batch: Sequence[Outgoing], routes: list[tuple[str, ...]]) -> None:
         for item, queues in zip(batch, routes, strict=True):
@@ -101,16 +102,9 @@ class RedisTransport:
 
         Returns the binding table's ``(version, size)`` as the script read them.
         """
-        pushes: dict[str, list[str]] = {}
-        unroutable = 0
-        for item, queues in zip(batch, routes, strict=True):
-            if not queues:
-                unroutable += 1
-            for queue, message in copies(self._settings.exchange, item, queues, self._sender):
-                pushes.setdefault(queue, []).append(message)
-        # Log and index every event of the batch in the same call as its deliveries.
-        logged = self.log_appender.arguments(batch) if with_log else NO_LOG
-        keys, args = self._call.arguments(logged, pushes, unroutable if with_log else 0)
+        keys, args = script_call(
+            self._call, self.log_appender, self._sender, batch, routes, with_log=with_log
+        )
         replicas = self._settings.wait_replicas
         then: list[Command] = []
         if replicas:
@@ -140,16 +134,14 @@ class RedisTransport:
             # The events are committed; only a binding made during this publish could be missed.
             log.warning("could not re-read the binding table after publishing %s", ids[:3])
             return routes
-        missed: list[tuple[str, ...]] = []
-        for item, queues in zip(batch, routes, strict=True):
-            missed.append(tuple(q for q in self._route(fresh, item.event.type) if q not in queues))
+        missed = missed_routes(fresh, batch, routes)
         if any(missed):
             log.debug(
                 "binding table changed during publish; delivering %d missed copies",
                 sum(map(len, missed)),
             )
             self._commit(batch, missed, ids, with_log=False)
-        return [tuple(sorted({*a, *b})) for a, b in zip(routes, missed, strict=True)]
+        return merged_routes(routes, missed)
 
     def _error(
         self, exc: redis.RedisError, doing: str, ids: tuple[str, ...], event_type: str | None = None
@@ -186,3 +178,48 @@ class RedisTransport:
     def close(self) -> None:
         self._transactions.release()
         self._client.close()
+
+
+def route(snap: BindingSnapshot, event_type: str) -> tuple[str, ...]:
+    """The queues an event of ``event_type`` goes to, as ``snap`` binds them (sorted)."""
+    return tuple(sorted(snap.matcher.match(event_type)))
+
+
+def script_call(
+    call: PublishCall,
+    appender: LogAppender,
+    sender: str,
+    batch: Sequence[Outgoing],
+    routes: Sequence[tuple[str, ...]],
+    *,
+    with_log: bool,
+) -> tuple[list[str], list[Any]]:
+    """The publish script's ``(keys, args)``: each event's copies, and (``with_log``) the log
+    append of the whole batch and the count of events that reached nobody."""
+    pushes: dict[str, list[str]] = {}
+    unroutable = 0
+    for item, queues in zip(batch, routes, strict=True):
+        if not queues:
+            unroutable += 1
+        for queue, message in copies(call.exchange, item, queues, sender):
+            pushes.setdefault(queue, []).append(message)
+    # Log and index every event of the batch in the same call as its deliveries.
+    logged = appender.arguments(batch) if with_log else NO_LOG
+    return call.arguments(logged, pushes, unroutable if with_log else 0)
+
+
+def missed_routes(
+    fresh: BindingSnapshot, batch: Sequence[Outgoing], routes: Sequence[tuple[str, ...]]
+) -> list[tuple[str, ...]]:
+    """Per event, the queues a fresher binding table adds to those it was sent to."""
+    return [
+        tuple(q for q in route(fresh, item.event.type) if q not in queues)
+        for item, queues in zip(batch, routes, strict=True)
+    ]
+
+
+def merged_routes(
+    routes: Sequence[tuple[str, ...]], missed: Sequence[tuple[str, ...]]
+) -> list[tuple[str, ...]]:
+    """Per event, every queue it reached in the first call and the follow-up."""
+    return [tuple(sorted({*a, *b})) for a, b in zip(routes, missed, strict=True)]

@@ -85,6 +85,7 @@ class PublishCall:
     """Builds the keys and arguments of :data:`PUBLISH` for one exchange."""
 
     def __init__(self, exchange: str) -> None:
+        self.exchange = exchange
         self._head = (
             names.binding_version_key(exchange),
             names.binding_table_key(exchange),
