@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from wowevent_kombu import EventBus, HealthRules
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.cli import cli
+from wowevent_kombu.core import wire
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 from wowevent_kombu.observability.collector import ClusterCollector
@@ -125,6 +126,21 @@ def test_oldest_event_age_ignores_what_it_cannot_read() -> None:
     assert oldest_event_age(None, time.time()) is None
     assert oldest_event_age(b"not json", time.time()) is None
     assert oldest_event_age(b'{"body": "e30=", "properties": {}}', time.time()) is None
+
+
+def test_a_replayed_delivery_waits_from_its_re_publish_not_its_event_time() -> None:
+    old = Event(type="order.placed", data={}, time=datetime.now(UTC) - timedelta(hours=1))
+    prepared = wire.prepare(json.dumps(old.to_cloudevent()), event_type=old.type)
+    now = time.time()
+    first, replayed = (
+        wire.task_message(
+            prepared, task="billing", task_id="t", queue="q", sender="s", replay=again,
+            resent_at=now - 2 if again else None,
+        )
+        for again in (False, True)
+    )  # fmt: skip
+    assert 3599 <= (oldest_event_age(first, now) or 0) <= 3601
+    assert oldest_event_age(replayed, now) == 2
 
 
 def test_status_command_table_and_json(redis_url: str, exchange: str) -> None:

@@ -22,7 +22,7 @@ from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import InvalidEventError
 from wowevent_kombu.core.event import parse_time
 from wowevent_kombu.core.topology import BindingTable
-from wowevent_kombu.core.wire import EVENT_KWARG
+from wowevent_kombu.core.wire import EVENT_KWARG, RESENT_HEADER
 from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.observability.health import HealthRules, judge
 from wowevent_kombu.observability.window import WindowStats, read_windows
@@ -115,13 +115,20 @@ class ClusterStatus:
 
 
 def oldest_event_age(raw: bytes | str | None, now: float) -> float | None:
-    """Seconds since the event time of a queued task message; ``None`` if it has none."""
+    """Seconds a queued task message has waited; ``None`` if it tells no time.
+
+    Measured from the event time, or from the re-publish of a replayed or re-driven delivery
+    (a replay of day-old events is not a day-old backlog).
+    """
     if raw is None:
         return None
     try:
-        body = wire.decode_task_message(raw)["decoded_body"]
-        moment = parse_time(body[1][EVENT_KWARG]["time"])
-    except (ValueError, KeyError, IndexError, TypeError, InvalidEventError):
+        envelope = wire.decode_task_message(raw)
+        resent = envelope.get("headers", {}).get(RESENT_HEADER)
+        if isinstance(resent, int | float) and not isinstance(resent, bool):
+            return max(0.0, now - float(resent))
+        moment = parse_time(envelope["decoded_body"][1][EVENT_KWARG]["time"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, InvalidEventError):
         return None
     return max(0.0, now - moment.timestamp())
 
