@@ -23,6 +23,7 @@ from wowevent_kombu.schemas.registry import SchemaRegistry
 
 if TYPE_CHECKING:
     from wowevent_kombu.observability.metrics import BusMetrics
+    from wowevent_kombu.observability.tracing import BusTracing
 
 
 class Publisher:
@@ -38,6 +39,7 @@ class Publisher:
         metrics: Returns the bus's metrics, or ``None`` when it is not instrumented.
         schemas: Returns the schema registry to validate against, if any, and whether events
             whose type has no registered schema are refused.
+        tracing: Returns the bus's tracing, or ``None`` when it is not traced.
     """
 
     def __init__(
@@ -48,12 +50,14 @@ class Publisher:
         transport: Callable[[], Transport],
         metrics: Callable[[], BusMetrics | None],
         schemas: Callable[[], tuple[SchemaRegistry | None, bool]],
+        tracing: Callable[[], BusTracing | None] = lambda: None,
     ) -> None:
         self._source = source
         self._settings = settings
         self._transport = transport
         self._metrics = metrics
         self._schemas = schemas
+        self._tracing = tracing
 
     def build(
         self,
@@ -95,6 +99,13 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
         """Validate every event, then log and deliver them all in one broker call."""
+        tracing = self._tracing()
+        if tracing is None:
+            return self._publish_many(events, mandatory)
+        with tracing.publishing(list(events)) as traced:
+            return self._publish_many(traced, mandatory)
+
+    def _publish_many(self, events: Iterable[Event], mandatory: bool) -> list[Event]:
         try:
             batch = [self.prepare(event) for event in events]
         except InvalidEventError:

@@ -48,6 +48,7 @@ class DeliveryContext:
         failure: The attempt the handler's failure made, kept with its own traceback.
         dead_lettered: The final failure's dead-letter record was written.
         failure_handled: The worker's main process already ran the failure hooks.
+        span: The tracing middleware's open delivery span (and its context token).
     """
 
     event: Event | None = None
@@ -59,6 +60,7 @@ class DeliveryContext:
     failure: Attempt | None = None
     dead_lettered: bool = False
     failure_handled: bool = False
+    span: Any = None
 
 
 def context_of(request: Any) -> DeliveryContext:

@@ -1,0 +1,120 @@
+"""OpenTelemetry tracing on the in-memory test double, with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from celery import Celery
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.conftest import ROOT
+from wowevent_kombu import Event, enable_tracing
+from wowevent_kombu.testing import TestBus
+
+FOREIGN = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def traced() -> tuple[TestBus, TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = TestBus(Celery("tr", set_as_current=False), exchange="traced")
+    enable_tracing(bus, provider)
+
+    @bus.subscriber("order.*", name="billing")
+    def billing(event: Event) -> None:
+        with provider.get_tracer("app").start_as_current_span("charge card"):
+            if event.data.get("fail"):
+                raise ValueError("declined")
+
+    @bus.subscriber("order.#", name="audit")
+    def audit(event: Event) -> None:
+        return None
+
+    return bus, provider, exporter
+
+
+def by_name(spans: Any) -> dict[str, ReadableSpan]:
+    return {s.name: s for s in spans}
+
+
+def test_one_trace_holds_the_request_the_publish_and_each_subscriber(
+    traced: tuple[TestBus, TracerProvider, InMemorySpanExporter],
+) -> None:
+    bus, provider, exporter = traced
+    with provider.get_tracer("web").start_as_current_span("POST /orders") as request:
+        sent = bus.publish("order.placed", {"n": 1}, correlation_id="req-7")
+    assert [d.state for d in bus.drain()] == ["SUCCESS", "SUCCESS"]
+    spans = by_name(exporter.get_finished_spans())
+    assert set(spans) == {"POST /orders", "traced publish", "billing process", "audit process",
+                          "charge card"}  # fmt: skip
+    publish = spans["traced publish"]
+    trace_id = request.get_span_context().trace_id
+    assert {s.context.trace_id for s in spans.values()} == {trace_id}
+    assert (
+        publish.parent is not None and publish.parent.span_id == request.get_span_context().span_id
+    )
+    assert publish.kind is SpanKind.PRODUCER
+    # The event carries the publish span's context as the CloudEvents tracing extension.
+    assert sent.traceparent is not None
+    assert sent.traceparent.startswith(f"00-{trace_id:032x}-{publish.context.span_id:016x}-")
+    for name in ("billing", "audit"):
+        process = spans[f"{name} process"]
+        assert process.kind is SpanKind.CONSUMER
+        assert process.parent is not None and process.parent.span_id == publish.context.span_id
+        attributes = dict(process.attributes or {})
+        assert attributes["messaging.destination.subscription.name"] == name
+        assert attributes["cloudevents.event_type"] == "order.placed"
+        assert attributes["messaging.message.id"] == sent.id
+        assert attributes["messaging.message.conversation_id"] == "req-7"
+        assert (attributes["wowevent.attempt"], attributes["wowevent.replayed"]) == (1, False)
+    # The handler's own spans are children of its delivery span.
+    charge = spans["charge card"]
+    assert charge.parent is not None
+    assert charge.parent.span_id == spans["billing process"].context.span_id
+
+
+def test_a_failing_handler_marks_its_span_and_a_forwarded_context_is_kept(
+    traced: tuple[TestBus, TracerProvider, InMemorySpanExporter],
+) -> None:
+    bus, _, exporter = traced
+    bus.publish_event(Event(type="order.placed", data={"fail": True}, traceparent=FOREIGN))
+    bus.drain()
+    spans = by_name(exporter.get_finished_spans())
+    billing = spans["billing process"]
+    assert billing.status.status_code is StatusCode.ERROR
+    assert [e.name for e in billing.events] == ["exception"]
+    # An event arriving with a trace context (from another service) keeps it.
+    assert f"{billing.context.trace_id:032x}" == FOREIGN.split("-")[1]
+    assert billing.parent is not None and f"{billing.parent.span_id:016x}" == FOREIGN.split("-")[2]
+    assert spans["audit process"].status.status_code is StatusCode.UNSET
+
+
+def test_without_opentelemetry_the_bus_works_and_tracing_is_refused_clearly() -> None:
+    # redis-py imports OpenTelemetry itself when it is installed: hide it, as if it were not.
+    code = """
+import sys
+sys.modules["opentelemetry"] = None
+import wowevent_kombu, wowevent_kombu.cli
+from celery import Celery
+from wowevent_kombu.testing import TestBus
+bus = TestBus(Celery("x", set_as_current=False), exchange="x")
+bus.subscriber("a.*", name="s")(lambda event: None)
+bus.publish("a.b", {})
+assert [d.state for d in bus.drain()] == ["SUCCESS"]
+try:
+    wowevent_kombu.enable_tracing(bus)
+except wowevent_kombu.ConfigurationError as exc:
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "pip install 'wowevent-kombu[otel]'" in done.stdout
