@@ -97,6 +97,28 @@ def test_a_failing_handler_marks_its_span_and_a_forwarded_context_is_kept(
     assert spans["audit process"].status.status_code is StatusCode.UNSET
 
 
+def test_without_publish_spans_events_carry_the_current_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = TestBus(Celery("tr", set_as_current=False), exchange="light")
+    enable_tracing(bus, provider, publish_spans=False)
+    bus.subscriber("order.*", name="billing")(lambda event: None)
+    untraced = bus.publish("order.placed", {})  # no span current: nothing to carry
+    with provider.get_tracer("web").start_as_current_span("POST /orders") as request:
+        sent = bus.publish("order.placed", {})
+    bus.drain()
+    assert untraced.traceparent is None
+    context = request.get_span_context()
+    assert sent.traceparent is not None
+    assert sent.traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    spans = exporter.get_finished_spans()
+    assert sorted(s.name for s in spans) == ["POST /orders", "billing process", "billing process"]
+    traced = [s for s in spans if s.parent is not None]
+    assert len(traced) == 1
+    assert traced[0].parent is not None and traced[0].parent.span_id == context.span_id
+
+
 def test_without_opentelemetry_the_bus_works_and_tracing_is_refused_clearly() -> None:
     # redis-py imports OpenTelemetry itself when it is installed: hide it, as if it were not.
     code = """

@@ -102,8 +102,14 @@ class Publisher:
         tracing = self._tracing()
         if tracing is None:
             return self._publish_many(events, mandatory)
-        with tracing.publishing(list(events)) as traced:
-            return self._publish_many(traced, mandatory)
+        span, token, traced = tracing.start_publish(list(events))
+        try:
+            published = self._publish_many(traced, mandatory)
+        except BaseException as exc:
+            tracing.end_publish((span, token), exc)
+            raise
+        tracing.end_publish((span, token), None)
+        return published
 
     def _publish_many(self, events: Iterable[Event], mandatory: bool) -> list[Event]:
         try:

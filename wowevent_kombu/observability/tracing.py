@@ -7,7 +7,8 @@ publish. Once enabled:
 - a publish runs in a ``<exchange> publish`` span (kind ``PRODUCER``), a child of whatever
   span is current (a web request's, say), and stamps that span's W3C trace context into each
   event as the CloudEvents distributed-tracing extension (``traceparent``, ``tracestate``);
-  an event that already carries one (forwarded from another service) keeps it;
+  an event that already carries one (forwarded from another service) keeps it. With
+  ``publish_spans=False`` the events carry the current span's context and no span is made;
 - every delivery runs in a ``<subscriber> process`` span (kind ``CONSUMER``) whose parent is
   the context the event carries, so one trace shows request -> publish -> every subscriber,
   across processes. The handler runs inside it: its own spans join that trace.
@@ -21,9 +22,8 @@ handler's spans are children of the delivery span.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from wowevent_kombu.core import names
@@ -48,47 +48,78 @@ class BusTracing:
     """The tracer of one bus and the two things it does: publish spans and delivery spans.
 
     Made by :func:`enable_tracing`; kept as ``bus.tracing``.
+
+    Args:
+        exchange: The bus's exchange.
+        tracer_provider: Where spans go; the global provider when omitted.
+        publish_spans: Open a producer span per publish. Off, events carry the context of
+            the span current at publish (a request's) and the publish costs no span.
     """
 
-    def __init__(self, exchange: str, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        publish_spans: bool = True,
+    ) -> None:
         from opentelemetry import context, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.exchange = exchange
+        self.publish_spans = publish_spans
         self._context = context
         self._trace = trace
         self._propagator = TraceContextTextMapPropagator()
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
-
-    @contextmanager
-    def publishing(self, events: Sequence[Event]) -> Iterator[list[Event]]:
-        """Run a publish of ``events`` in a producer span; yields them with its trace context."""
-        attributes: dict[str, Any] = {
+        self._publish_name = f"{exchange} publish"
+        self._publish_attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "send",
-            "messaging.operation.name": "publish",
-            "messaging.destination.name": self.exchange,
+            "messaging.destination.name": exchange,
         }
+
+    def start_publish(self, events: Sequence[Event]) -> tuple[Any, Any, list[Event]]:
+        """Open the producer span of a publish of ``events`` and make it current.
+
+        With ``publish_spans`` off, no span is opened: the events take the current span's
+        context (the span and token returned are then ``None``).
+
+        Returns:
+            The span, the token :meth:`end_publish` detaches, and the events stamped with the
+            span's trace context (those already carrying one keep theirs).
+        """
+        trace = self._trace
+        if not self.publish_spans:
+            return None, None, self._stamp(events, trace.get_current_span().get_span_context())
+        attributes = dict(self._publish_attributes)
         if len(events) == 1:
-            attributes.update(_event_attributes(events[0]))
+            attributes["messaging.message.id"] = events[0].id
+            attributes["cloudevents.event_type"] = events[0].type
         else:
             attributes["messaging.batch.message_count"] = len(events)
-        with self.tracer.start_as_current_span(
-            f"{self.exchange} publish", kind=self._trace.SpanKind.PRODUCER, attributes=attributes
-        ):
-            carrier: dict[str, str] = {}
-            self._propagator.inject(carrier)
-            parent = carrier.get("traceparent")
-            if parent is None:  # no SDK configured: a non-recording span carries no context
-                yield list(events)
-                return
-            state = carrier.get("tracestate")
-            yield [
-                e
-                if e.traceparent is not None
-                else dataclasses.replace(e, traceparent=parent, tracestate=state)
-                for e in events
-            ]
+        span = self.tracer.start_span(
+            self._publish_name, kind=trace.SpanKind.PRODUCER, attributes=attributes
+        )
+        token = self._context.attach(trace.set_span_in_context(span))
+        return span, token, self._stamp(events, span.get_span_context())
+
+    @staticmethod
+    def _stamp(events: Sequence[Event], found: Any) -> list[Event]:
+        if not found.is_valid:  # no span, or no SDK configured: there is no context to carry
+            return list(events)
+        # The W3C header, written directly: the propagator would look the span up again.
+        parent = f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}"
+        state = (found.trace_state.to_header() or None) if found.trace_state else None
+        return [
+            e if e.traceparent is not None else replace(e, traceparent=parent, tracestate=state)
+            for e in events
+        ]
+
+    def end_publish(self, opened: tuple[Any, Any], exc: BaseException | None) -> None:
+        """Close a span :meth:`start_publish` opened, recording ``exc`` when the publish failed."""
+        if opened[0] is not None:
+            self.end_delivery(opened, exc)
 
     def start_delivery(self, subscriber: str, event: Event, attempt: int) -> tuple[Any, Any]:
         """Open ``subscriber``'s delivery span of ``event`` and make it current.
@@ -185,19 +216,23 @@ class TracingMiddleware(Middleware):
             self.tracing.end_delivery(opened, exc)
 
 
-def enable_tracing(bus: EventBus, tracer_provider: TracerProvider | None = None) -> BusTracing:
+def enable_tracing(
+    bus: EventBus, tracer_provider: TracerProvider | None = None, *, publish_spans: bool = True
+) -> BusTracing:
     """Trace ``bus`` with OpenTelemetry: publish spans, trace context in events, delivery spans.
 
     Call it where the bus is created (in the publishing processes and the workers alike),
     after :func:`~wowevent_kombu.observability.telemetry.instrument` if both are used, so the
     delivery span encloses every other hook. Spans go to ``tracer_provider``, else to the
-    global one the application configured.
+    global one the application configured. ``publish_spans=False`` leaves out the producer
+    span of each publish (events then carry the current span's context): an SDK span costs
+    tens of microseconds of CPU, a large share of a publish (``make bench-tracing``).
 
     Raises:
         ConfigurationError: OpenTelemetry is not installed.
     """
     try:
-        tracing = BusTracing(bus.exchange, tracer_provider)
+        tracing = BusTracing(bus.exchange, tracer_provider, publish_spans=publish_spans)
     except ImportError as exc:
         raise ConfigurationError(
             "tracing needs OpenTelemetry's API: pip install 'wowevent-kombu[otel]'"
