@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import ROOT
 from wowevent_kombu import Event, enable_tracing
+from wowevent_kombu.core import wire
 from wowevent_kombu.testing import TestBus
 
 FOREIGN = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -95,6 +97,23 @@ def test_a_failing_handler_marks_its_span_and_a_forwarded_context_is_kept(
     assert f"{billing.context.trace_id:032x}" == FOREIGN.split("-")[1]
     assert billing.parent is not None and f"{billing.parent.span_id:016x}" == FOREIGN.split("-")[2]
     assert spans["audit process"].status.status_code is StatusCode.UNSET
+
+
+def test_a_re_published_delivery_is_marked_replayed(
+    traced: tuple[TestBus, TracerProvider, InMemorySpanExporter],
+) -> None:
+    bus, _, exporter = traced
+    event = bus.publish("order.placed", {})
+    bus.drain()
+    # What a dead-letter re-drive pushes: the event again, stamped with its re-publish time.
+    queue = bus.subscribers["billing"].queue
+    prepared = wire.prepare(event.to_json(), event_type=event.type)
+    again = wire.task_message(prepared, task="billing", task_id="redriven", queue=queue,
+                              sender="test", resent_at=time.time())  # fmt: skip
+    bus.memory.pending.append((queue, again))
+    bus.drain()
+    billing = [s for s in exporter.get_finished_spans() if s.name == "billing process"]
+    assert [dict(s.attributes or {})["wowevent.replayed"] for s in billing] == [False, True]
 
 
 def test_without_publish_spans_events_carry_the_current_span() -> None:

@@ -148,6 +148,11 @@ def resent_at(request: Any) -> float | None:
     """Epoch seconds when a replay or re-drive re-published this delivery; ``None`` for a
     first delivery (or a header that is not a finite number)."""
     value = getattr(request, RESENT_HEADER, None)
+    if value is None:
+        # A worker sets custom message headers as request attributes; an eager apply (the
+        # test double) leaves them in ``request.headers``.
+        headers = getattr(request, "headers", None)
+        value = headers.get(RESENT_HEADER) if isinstance(headers, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)

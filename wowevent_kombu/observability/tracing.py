@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import ConfigurationError
+from wowevent_kombu.observability.metrics import resent_at
 from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware
 
@@ -121,8 +122,13 @@ class BusTracing:
         if opened[0] is not None:
             self.end_delivery(opened, exc)
 
-    def start_delivery(self, subscriber: str, event: Event, attempt: int) -> tuple[Any, Any]:
+    def start_delivery(
+        self, subscriber: str, event: Event, attempt: int, *, replayed: bool = False
+    ) -> tuple[Any, Any]:
         """Open ``subscriber``'s delivery span of ``event`` and make it current.
+
+        ``replayed``: the delivery was re-published (a replay of the log or a dead-letter
+        re-drive), as the metrics' ``replayed`` label says.
 
         Returns:
             The span and the token that :meth:`end_delivery` detaches.
@@ -147,7 +153,7 @@ class BusTracing:
             "messaging.destination.subscription.name": subscriber,
             "wowevent.subscriber": subscriber,
             "wowevent.attempt": attempt,
-            "wowevent.replayed": event.replayed,
+            "wowevent.replayed": replayed or event.replayed,
             **_event_attributes(event),
         }
         span = self.tracer.start_span(
@@ -187,7 +193,10 @@ class TracingMiddleware(Middleware):
 
     def before_handle(self, task: DeliveryTask, event: Event) -> None:
         attempt = int(getattr(task.request, "retries", 0) or 0) + 1
-        opened = self.tracing.start_delivery(task.wowevent_subscriber, event, attempt)
+        replayed = resent_at(task.request) is not None
+        opened = self.tracing.start_delivery(
+            task.wowevent_subscriber, event, attempt, replayed=replayed
+        )
         context_of(task.request).span = opened
 
     def after_handle(
