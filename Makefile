@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-dlq bench-schemas bench-sizing bench-slow bench-tracing soak clean
+.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow bench-tracing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -25,7 +25,18 @@ demo: venv
 test: venv
 	@scripts/ensure-prometheus.sh
 	@scripts/ensure-rabbitmq.sh
-	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@scripts/ensure-chromium.sh
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+
+# The operator console in headless Chromium against a real worker and Redis (also part of
+# `make test`); `make screenshots` runs it to rewrite the pictures in docs/console/.
+test-browser: venv
+	@scripts/ensure-chromium.sh
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider tests/web/test_console_browser.py $(PYTEST_ARGS)
+
+screenshots: venv
+	@scripts/ensure-chromium.sh
+	@WOWEVENT_SCREENSHOTS=docs/console scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider tests/web/test_console_browser.py
 
 # The seam's tests in one venv per supported Python/Celery/Kombu cell, under .matrix/ (rebuilt
 # only when setup.cfg, pyproject.toml or a cell's pins change): see scripts/matrix.py and
@@ -66,6 +77,22 @@ bench-profile: venv
 # Event log: append overhead, replay rate, correlation lookup on 1,000,000 vs 10,000 events.
 bench-log: venv
 	@$(PY) benchmarks/log.py
+
+# Publishing beside Celery, Dramatiq and FastStream (blocking, threaded and asyncio, 1-100 in
+# flight, client CPU per publish). The peers go into .bench/venv only, never into the project.
+BENCH_VENV := .bench/venv
+$(BENCH_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e . 'faststream[redis]' 'dramatiq[redis]'
+	@touch $@
+
+bench-peers: venv $(BENCH_VENV)/.installed
+	@scripts/with-redis.sh $(BENCH_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
+
+# `wowevent serve` (FastAPI on uvicorn) beside the ThreadingHTTPServer it replaced, same bus.
+bench-http: venv
+	@scripts/with-redis.sh $(PY) benchmarks/http_service.py
 
 bench-dlq: venv
 	@scripts/with-redis.sh $(PY) benchmarks/dlq.py

@@ -53,7 +53,7 @@ from benchmarks.e2e import (  # noqa: E402
     latency,
     throughput,
 )
-from wowevent_kombu.brokers.redis.server import RedisServer  # noqa: E402
+from wowevent_kombu.testing.redisserver import RedisServer  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"

@@ -29,8 +29,8 @@ from celery import Celery
 from wowevent_kombu import Event, EventBus, Settings
 from wowevent_kombu.brokers.outgoing import Outgoing
 from wowevent_kombu.brokers.redis.logscript import NO_LOG, LogArguments, bucket_width_ms
-from wowevent_kombu.brokers.redis.server import RedisServer
 from wowevent_kombu.core import names
+from wowevent_kombu.testing.redisserver import RedisServer
 
 
 class NoLog:

@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -29,9 +28,10 @@ from wowevent_kombu import EventBus, HealthRules
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.observability.collector import ClusterCollector
-from wowevent_kombu.observability.service import StatusService, make_server
 from wowevent_kombu.observability.status import ClusterReader
 from wowevent_kombu.observability.window import WindowRecorder
+from wowevent_kombu.web.app import create_app
+from wowevent_kombu.web.server import serving_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,23 +134,17 @@ def scrape_times(url: str, subscribers: int, scrapes: int) -> list[float]:
     reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
     registry = CollectorRegistry()
     registry.register(ClusterCollector(reader))
-    server = make_server(StatusService(bus, reader, registry), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    address = f"http://127.0.0.1:{server.server_address[1]}/metrics"
     times = []
-    try:
+    with serving_in_thread(create_app(bus, reader, registry)) as where:
+        address = f"http://{where}/metrics"
         for _ in range(scrapes):
             begin = time.perf_counter()
             with urllib.request.urlopen(address, timeout=5) as reply:
                 body = reply.read()
             times.append((time.perf_counter() - begin) * 1000)
         assert body.count(b"wowevent_queue_waiting_events{") == subscribers
-    finally:
-        server.shutdown()
-        server.server_close()
-        cleanup(client, exchange)
-        bus.close()
+    cleanup(client, exchange)
+    bus.close()
     return times
 
 

@@ -19,8 +19,8 @@ import redis
 from celery import Celery
 
 from wowevent_kombu import Event, EventBus
-from wowevent_kombu.brokers.redis.server import RedisServer
 from wowevent_kombu.core import names
+from wowevent_kombu.testing.redisserver import RedisServer
 
 SUBSCRIBERS = {
     "billing": "order.*",

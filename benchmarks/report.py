@@ -4,7 +4,8 @@ Each benchmark prints its figures beside a baseline measured in the same run (ba
 the same call without the feature). This runs them one after another and writes
 ``report.md`` (a section per benchmark: the command, its exit status and wall time, what it
 printed) and ``report.json`` (the same, plus the JSON the benchmarks that write one left in the
-output directory). Publishing, end to end, both brokers, metrics, dead-letter re-drive, schemas,
+output directory). Publishing, end to end, both brokers, metrics, the HTTP service, dead-letter
+re-drive, schemas,
 the event log and replay, Redis memory per delivery and per logged event, and worker memory
 over a 100,000-event soak. ``make bench`` runs it.
 
@@ -38,10 +39,16 @@ class Step:
 
 STEPS = (
     Step("publishing", ("benchmarks/publish.py", "--json", "{out}/publish.json"), "publish.json"),
+    Step(
+        "publishing beside peers",
+        ("benchmarks/peers.py", "--json", "{out}/peers.json"),
+        "peers.json",
+    ),
     Step("end to end", ("benchmarks/e2e.py", "--out", "{out}"), "e2e.json"),
     Step("Redis and RabbitMQ", ("benchmarks/brokers.py", "--out", "{out}"), "brokers.json"),
     Step("metrics", ("benchmarks/metrics.py",)),
     Step("tracing", ("benchmarks/tracing.py",)),
+    Step("HTTP service", ("benchmarks/http_service.py", "--json", "{out}/http.json"), "http.json"),
     Step("dead-letter re-drive", ("benchmarks/dlq.py",)),
     Step("schemas", ("benchmarks/schemas.py",)),
     Step("event log and replay", ("benchmarks/log.py",)),

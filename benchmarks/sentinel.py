@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from celery import Celery  # noqa: E402
 
 from wowevent_kombu import EventBus, PublishError  # noqa: E402
-from wowevent_kombu.brokers.redis.sentinelcluster import SentinelCluster  # noqa: E402
+from wowevent_kombu.testing.sentinelcluster import SentinelCluster  # noqa: E402
 
 
 def make_bus(cluster: SentinelCluster, **options: Any) -> EventBus:

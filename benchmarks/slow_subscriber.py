@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from wowevent_kombu import Event  # noqa: E402
-from wowevent_kombu.brokers.redis.server import RedisServer  # noqa: E402
 from wowevent_kombu.core import names  # noqa: E402
+from wowevent_kombu.testing.redisserver import RedisServer  # noqa: E402
 
 
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wowevent_kombu.brokers.redis.server import RedisServer, answers, redis_server_binary
+from wowevent_kombu.testing.redisserver import RedisServer, answers, redis_server_binary
 
 EVENTS = [
     ("order.created", {"order_id": "A-1001", "total": 42.0}),
@@ -97,8 +97,9 @@ def replay_demo(bus: Any, client: Any, notes_key: str) -> int:
         "(wowevent replay --subscriber billing --type 'order.*'):")  # fmt: skip
     before = client.llen(notes_key)
     report = bus.replay(["billing"], types="order.*")
+    delivered = ", ".join(f"{n} to {name}" for name, n in sorted(report.delivered.items()))
     say(f"  replay {report.replay_id}: {report.scanned} events scanned, delivered "
-        f"{dict(report.delivered)}, {report.skipped} skipped")  # fmt: skip
+        f"{delivered or 'nothing'}, {report.skipped} skipped")  # fmt: skip
     wanted = before + sum(report.delivered.values())
     deadline = time.monotonic() + 30
     while client.llen(notes_key) < wanted and time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from wowevent_kombu.brokers.redis.server import RedisServer, answers, redis_server_binary
+from wowevent_kombu.testing.redisserver import RedisServer, answers, redis_server_binary
 
 
 def ensure(state: Path) -> int:

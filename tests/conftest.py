@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from wowevent_kombu.brokers.redis.server import RedisServer, answers
+from wowevent_kombu.testing.redisserver import RedisServer, answers
 
 ROOT = Path(__file__).resolve().parent.parent
 

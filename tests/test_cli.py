@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from tests.conftest import ROOT, wait_for
 from wowevent_kombu.brokers.redis.errors import redis_error
-from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_DATAERR, EXIT_UNAVAILABLE, cli
 from wowevent_kombu.core import names
+from wowevent_kombu.testing.redisserver import free_port
 
 
 @pytest.fixture
@@ -42,8 +42,11 @@ def test_declare_subscribers_publish_unbind(run, redis_client, exchange):
     assert published.exit_code == 0, published.output
     doc = json.loads(published.output)
     assert doc["type"] == "order.created" and doc["subject"] == "o1"
+    assert doc["subscribers"] == ["audit", "billing"]
+    text = run("publish", "order.created", '{"order_id": "2"}')
+    assert "to 2 subscriber(s): audit, billing" in text.stdout and not text.stderr
     rows = {r["subscriber"]: r for r in json.loads(run("--json", "subscribers").output)}
-    assert rows["billing"]["waiting"] == 1 and rows["steady"]["waiting"] == 0
+    assert rows["billing"]["waiting"] == 2 and rows["steady"]["waiting"] == 0
     unbound = run("unbind", "billing")
     assert unbound.exit_code == 0 and "order.*" in unbound.output
     assert "billing" not in run("subscribers").output
@@ -58,6 +61,10 @@ def test_bad_input_gets_clear_errors(run, redis_client, exchange):
     assert result.exit_code == EXIT_DATAERR
     result = run("unbind", "ghost")
     assert result.exit_code == 1 and "ghost" in result.output
+    result = run("publish", "nobody.here", "{}")
+    assert result.exit_code == 0 and "to 0 subscriber(s)" in result.stdout
+    assert "warning: no subscriber is bound" in result.stderr and "--mandatory" in result.stderr
+    redis_client.delete(names.log_key(exchange))
     result = run("publish", "nobody.here", "{}", "--mandatory")
     assert result.exit_code == 1 and "no subscriber" in result.output
     assert redis_client.xlen(names.log_key(exchange)) == 0
@@ -154,3 +161,16 @@ def test_may_have_committed_only_where_a_publish_was_sent(cause, doing, may_have
     assert error.outcome_unknown is may_have_committed
     assert ("may have committed" in text) is may_have_committed
     assert ("nothing was written" in text) is not may_have_committed
+
+
+def test_help_shows_defaults_and_environment_variables():
+    from wowevent_kombu.cli import celery_command
+
+    text = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    for shown in ("WOWEVENT_APP", "WOWEVENT_BROKER_URL", "redis://localhost:6379/0",
+                  "WOWEVENT_EXCHANGE", "[default: wowevent]"):  # fmt: skip
+        assert shown in text, shown
+    under_celery = CliRunner().invoke(celery_command, ["--help"], terminal_width=200).output
+    assert "--app" not in under_celery and "--exchange" in under_celery
+    tail_help = CliRunner().invoke(cli, ["tail", "--help"], terminal_width=200).output
+    assert "WOWEVENT_TAIL_TTL" in tail_help and "SIGTERM" in tail_help

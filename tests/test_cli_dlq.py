@@ -61,6 +61,7 @@ def test_list_as_table_and_json_with_filters_and_cursor(bus: EventBus, run: Run)
     assert "ghost" in table.output
 
     data = json.loads(run("--json", "dlq", "list", "--reason", "rejected").output)
+    assert json.loads(run("dlq", "list", "--reason", "rejected", "--json").output) == data
     assert [r["id"] for r in data["records"]] == ["rec-00002"]
     assert data["records"][0]["attempts"] == 2
 

@@ -201,6 +201,28 @@ def test_retry_all_and_purge_by_filter(
         store.purge("rec-02000", flt=DeadLetterFilter())
 
 
+def test_every_bulk_operation_takes_the_same_filter_keywords(bus: EventBus) -> None:
+    store = bus.dead_letters
+    for n in range(6):
+        store.write(make(n, subscriber="audit" if n % 2 else "billing", at=1000.0 + n))
+    assert [r.id for r in store.list(subscriber="audit").records] == [
+        "rec-00001", "rec-00003", "rec-00005"
+    ]  # fmt: skip
+    assert store.count(subscriber="audit") == 3
+    assert store.count(subscriber="audit", since=1002.0) == 2
+    assert len(list(store.iter(subscriber="billing"))) == 3
+    assert store.retry_all(subscriber="ghost") == []
+    assert store.purge(subscriber="audit", until=1003.0, dry_run=True) == ["rec-00001", "rec-00003"]
+    assert store.purge(subscriber="audit") == ["rec-00001", "rec-00003", "rec-00005"]
+    assert store.count() == 3
+    with pytest.raises(InvalidFilterError, match="not both"):
+        store.count(DeadLetterFilter(reason="rejected"), subscriber="billing")
+    with pytest.raises(InvalidFilterError, match="not both"):
+        store.purge("rec-00000", subscriber="billing")
+    with pytest.raises(InvalidFilterError, match="unknown filter keyword"):
+        store.count(subsciber="billing")  # type: ignore[call-arg]
+
+
 def test_retention_drops_the_oldest_and_reports_it(
     bus: EventBus, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -375,7 +375,7 @@ def test_the_images_commands_exist_in_the_installed_package() -> None:
         timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "Serve /health" in out.stdout
+    assert "Serve probes, /metrics" in out.stdout
 
 
 def test_the_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:

@@ -174,7 +174,7 @@ def test_bad_type_pattern_and_name(bus):
 
 
 def test_redis_down_raises_publish_error_quickly(exchange):
-    from wowevent_kombu.brokers.redis.server import free_port
+    from wowevent_kombu.testing.redisserver import free_port
 
     app = Celery("down", broker=f"redis://127.0.0.1:{free_port()}/0", set_as_current=False)
     bus = EventBus(app, exchange=exchange, publish_timeout=0.5)
@@ -185,7 +185,7 @@ def test_redis_down_raises_publish_error_quickly(exchange):
 
 
 def test_password_never_shown(exchange):
-    from wowevent_kombu.brokers.redis.server import free_port
+    from wowevent_kombu.testing.redisserver import free_port
 
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
     bus = EventBus(Celery("pw", broker=url, set_as_current=False), exchange=exchange,
@@ -197,7 +197,7 @@ def test_password_never_shown(exchange):
 
 
 def test_redis_restart_mid_stream(exchange):
-    from wowevent_kombu.brokers.redis.server import RedisServer
+    from wowevent_kombu.testing.redisserver import RedisServer
 
     with RedisServer(appendonly=True, appendfsync="always") as server:
         app = Celery("r", broker=server.url, set_as_current=False)

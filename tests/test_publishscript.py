@@ -10,9 +10,9 @@ from celery import Celery
 from wowevent_kombu import Event, EventBus, PublishError, Settings
 from wowevent_kombu.brokers.redis.logscript import bucket_width_ms
 from wowevent_kombu.brokers.redis.publishscript import PUBLISH
-from wowevent_kombu.brokers.redis.server import RedisServer
 from wowevent_kombu.core import names
 from wowevent_kombu.core.wire import decode_task_message
+from wowevent_kombu.testing.redisserver import RedisServer
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from wowevent_kombu.brokers.redis.server import (
+from wowevent_kombu.testing.redisserver import (
     RedisServer,
     answers,
     redis_server_binary,

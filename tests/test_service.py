@@ -1,168 +1,97 @@
-"""The HTTP service: endpoints, status codes, admin token, concurrency and SIGTERM."""
+"""The HTTP service's probes over real HTTP: status codes, query checks, logging, SIGTERM."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import signal
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-from celery import Celery
-from prometheus_client import CollectorRegistry
 
 from tests.integration.serving import serving
-from wowevent_kombu import EventBus, HealthRules, instrument
-from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.observability.collector import ClusterCollector
-from wowevent_kombu.observability.service import StatusService, make_server
-from wowevent_kombu.observability.status import ClusterReader
-
-TOKEN = "t0ken"
-
-
-def make_bus(redis_url: str, exchange: str) -> EventBus:
-    bus = EventBus(Celery("svc", broker=redis_url, set_as_current=False), exchange=exchange)
-
-    @bus.subscriber("order.*", name="billing")
-    def billing(event: Any) -> None:
-        return None
-
-    return bus
+from tests.web.live import ADMIN, call, live_service, make_bus
+from wowevent_kombu import EventBus
+from wowevent_kombu.web.auth import Tokens
 
 
 @pytest.fixture
 def service(redis_url: str, exchange: str) -> Iterator[tuple[EventBus, str]]:
     bus = make_bus(redis_url, exchange)
-    registry = CollectorRegistry()
-    instrument(bus, registry)
-    reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
-    registry.register(ClusterCollector(reader))
-    server = make_server(StatusService(bus, reader, registry, admin_token=TOKEN), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield bus, f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with live_service(bus, tokens=Tokens(admin=ADMIN)) as address:
+        yield bus, address
     bus.close()
-
-
-def call(
-    address: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(address, timeout=5)
-    payload = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    conn.request(method, path, body=payload, headers=headers or {})
-    reply = conn.getresponse()
-    data = reply.read()
-    conn.close()
-    return reply.status, {k.lower(): v for k, v in reply.getheaders()}, data
 
 
 def test_health_answers_and_ready_needs_the_bindings(service: tuple[EventBus, str]) -> None:
     bus, address = service
-    assert call(address, "GET", "/health")[0] == 200
+    assert call(address, "GET", "/health")[:3:2] == (200, {"status": "ok"})
     status, _, body = call(address, "GET", "/ready")
-    assert status == 503
-    assert "billing" in json.loads(body)["reason"]
+    assert status == 503 and "billing" in body["reason"] and "wowevent declare" in body["reason"]
     bus.declare()
-    status, _, body = call(address, "GET", "/ready")
-    assert (status, json.loads(body)["ready"]) == (200, True)
+    assert call(address, "GET", "/ready")[:3:2] == (200, {"ready": True, "bound_subscribers": 2})
 
 
 def test_ready_says_redis_is_down(exchange: str) -> None:
     bus = make_bus("redis://127.0.0.1:1/0", exchange)
-    reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
-    registry = CollectorRegistry()
-    registry.register(ClusterCollector(reader))
-    svc = StatusService(bus, reader, registry)
-    ready = svc.dispatch("GET", "/ready", {}, None)
-    assert ready.status == 503
-    assert "Redis does not answer" in ready.body["reason"]
-    # /metrics still answers, with the failure as a metric; /status is 503, not a traceback.
-    metrics = svc.dispatch("GET", "/metrics", {}, None)
-    assert metrics.status == 200
-    assert b'wowevent_redis_up{exchange="' + exchange.encode() + b'"} 0.0' in metrics.body
-    status = svc.dispatch("GET", "/status", {}, None)
-    assert status.status == 503
-    assert "Traceback" not in json.dumps(status.body)
+    with live_service(bus) as address:
+        status, _, body = call(address, "GET", "/ready")
+        assert status == 503 and "Redis does not answer" in body["reason"]
+        status, headers, body = call(address, "GET", "/status")
+        assert status == 503 and "Redis is unavailable" in body["error"]
+        assert headers["retry-after"] == "5"
+        assert call(address, "GET", "/health")[0] == 200
+    bus.close()
 
 
-def test_bad_paths_methods_and_queries_get_4xx(service: tuple[EventBus, str]) -> None:
+def test_bad_paths_methods_and_queries_get_json_4xx(service: tuple[EventBus, str]) -> None:
     _, address = service
-    assert call(address, "GET", "/nope")[0] == 404
-    status, headers, _ = call(address, "POST", "/status")
+    status, headers, body = call(address, "GET", "/nope")
+    assert (status, body) == (404, {"error": "Not Found"})
+    status, headers, body = call(address, "POST", "/status")
     assert (status, headers["allow"]) == (405, "GET")
+    assert body == {"error": "Method Not Allowed"}
     assert call(address, "DELETE", "/health")[0] == 405
     assert call(address, "BREW", "/health")[0] == 405
     status, _, body = call(address, "GET", "/status?window=abc")
-    assert status == 400
-    assert "window" in json.loads(body)["error"]
+    assert status == 400 and "window" in body["error"]
     assert call(address, "GET", "/status?window=0")[0] == 400
-    assert call(address, "GET", "/status?window=5&window=6")[0] == 400
-    status, _, body = call(address, "GET", "/metrics?format=x")
-    assert status == 400
-    assert "format" in json.loads(body)["error"]
+    assert call(address, "GET", "/status?window=901")[0] == 400
+    assert call(address, "GET", "/status?window=nan")[0] == 400
     assert call(address, "GET", "/status?window=30")[0] == 200
+
+
+def test_head_is_answered_on_every_get_route(service: tuple[EventBus, str]) -> None:
+    _, address = service
+    for path in ("/health", "/ready", "/metrics", "/status", "/openapi.json"):
+        status, headers, body = call(address, "HEAD", path)
+        assert status in (200, 503), path
+        assert body == b"" and int(headers["content-length"]) > 0, path
 
 
 def test_a_secret_in_a_request_query_is_never_logged(
     service: tuple[EventBus, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     _, address = service
-    caplog.set_level(logging.INFO, logger="wowevent_kombu.observability.service")
+    caplog.set_level(logging.INFO, logger="wowevent_kombu.web.access")
     status, _, body = call(address, "GET", "/status?password=s3cret&Token=t0p-s3cret")
-    assert status == 400 and b"s3cret" not in body
+    assert status == 200 and b"s3cret" not in json.dumps(body).encode()
     lines = [record.getMessage() for record in caplog.records]
-    assert any("/status?password=***&Token=*** HTTP/1.1" in line for line in lines), lines
+    assert any("GET /status?password=***&Token=*** 200" in line for line in lines), lines
     assert not [line for line in lines if "s3cret" in line]
 
 
-def test_admin_routes_need_the_bearer_token(service: tuple[EventBus, str]) -> None:
-    bus, address = service
-    bus.declare()
-    status, headers, _ = call(address, "GET", "/admin/bindings")
-    assert status == 401
-    assert headers["www-authenticate"].startswith("Bearer")
-    bad = {"Authorization": "Bearer wrong"}
-    assert call(address, "GET", "/admin/bindings", headers=bad)[0] == 403
-    good = {"Authorization": f"Bearer {TOKEN}"}
-    status, _, body = call(address, "GET", "/admin/bindings", headers=good)
-    assert (status, json.loads(body)) == (200, {"billing": ["order.*"]})
-    status, _, body = call(address, "POST", "/admin/publish", {"type": "order.placed"}, good)
-    assert status == 201
-    assert json.loads(body)["type"] == "order.placed"
-    assert call(address, "POST", "/admin/publish", {"type": "Bad Type!"}, good)[0] == 422
-    assert call(address, "POST", "/admin/publish", b"{not json", good)[0] == 400
-    assert call(address, "POST", "/admin/publish", {"type": "a.b", "x": 1}, good)[0] == 400
-    assert call(address, "POST", "/admin/publish", [1], good)[0] == 400
-    # An oversized body is refused from its Content-Length, before it is read.
-    conn = http.client.HTTPConnection(address, timeout=5)
-    conn.putrequest("POST", "/admin/publish")
-    conn.putheader("Authorization", f"Bearer {TOKEN}")
-    conn.putheader("Content-Length", str(2 * 1024 * 1024))
-    conn.endheaders()
-    assert conn.getresponse().status == 413
-    conn.close()
-    # The publishes were counted by the bus's metrics and served on /metrics.
-    _, _, text = call(address, "GET", "/metrics")
-    assert b'wowevent_events_published_total{exchange="' in text
-    assert b'wowevent_validation_failures_total{exchange="' in text
-
-
-def test_admin_routes_do_not_exist_without_a_token(redis_url: str, exchange: str) -> None:
-    bus = make_bus(redis_url, exchange)
-    reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
-    svc = StatusService(bus, reader, CollectorRegistry())
-    assert svc.dispatch("GET", "/admin/bindings", {}, None).status == 404
-    auth = {"authorization": "Bearer anything"}
-    assert svc.dispatch("POST", "/admin/publish", auth, b'{"type":"a.b"}').status == 404
-    bus.close()
+def test_every_answer_carries_the_security_headers(service: tuple[EventBus, str]) -> None:
+    _, address = service
+    for path in ("/health", "/nope", "/admin/dlq"):
+        _, headers, _ = call(address, "GET", path)
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "server" not in headers
 
 
 def test_concurrent_probes_are_all_answered(service: tuple[EventBus, str]) -> None:
@@ -174,6 +103,22 @@ def test_concurrent_probes_are_all_answered(service: tuple[EventBus, str]) -> No
     assert codes.count(200) >= 30
 
 
+def test_openapi_describes_every_json_route(service: tuple[EventBus, str]) -> None:
+    _, address = service
+    status, _, spec = call(address, "GET", "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path in ("/health", "/ready", "/metrics", "/status", "/admin/dlq", "/admin/dlq/{record_id}",
+                 "/admin/dlq/retry", "/admin/dlq/purge", "/admin/replays",
+                 "/admin/replays/{replay_id}", "/admin/replays/{replay_id}/interrupt",
+                 "/admin/replays/{replay_id}/resume", "/admin/replays/preview", "/admin/log",
+                 "/admin/log/events/{event_id}", "/admin/subscribers", "/admin/schemas",
+                 "/admin/schemas/check", "/admin/publish", "/admin/bindings"):  # fmt: skip
+        assert path in paths, path
+    assert not [p for p in paths if p.startswith("/console")]
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
 def test_serve_process_stops_gracefully_on_sigterm(
     redis_url: str, exchange: str, tmp_path: Path
 ) -> None:
@@ -182,9 +127,26 @@ def test_serve_process_stops_gracefully_on_sigterm(
         address = base.removeprefix("http://")
         status, _, body = call(address, "GET", "/status")
         assert status == 200
-        assert {s["subscriber"] for s in json.loads(body)["subscribers"]} == set()
+        assert {s["subscriber"] for s in body["subscribers"]} == set()
         assert call(address, "GET", "/admin/bindings")[0] == 404
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     assert "stopped" in log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_serve_refuses_a_short_or_reused_token(
+    redis_url: str, exchange: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from wowevent_kombu.cli import cli
+
+    runner = CliRunner()
+    args = ["--broker", redis_url, "--exchange", exchange, "serve", "--port", "0"]
+    result = runner.invoke(cli, [*args, "--admin-token", "short"])
+    assert result.exit_code != 0 and "at least 16 characters" in result.output
+    result = runner.invoke(cli, [*args, "--admin-token", ADMIN, "--read-token", ADMIN])
+    assert result.exit_code != 0 and "must differ" in result.output
+    result = runner.invoke(cli, [*args, "--read-token", ADMIN])
+    assert result.exit_code != 0 and "needs an admin token" in result.output

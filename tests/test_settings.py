@@ -147,3 +147,16 @@ def test_the_metrics_port_and_exchange_come_from_settings_only() -> None:
     assert Settings.resolve_exchange(None, {"WOWEVENT_EXCHANGE": "shop"}) == "shop"
     assert Settings.resolve_exchange("given", {"WOWEVENT_EXCHANGE": "shop"}) == "given"
     assert Settings.resolve_exchange(None, {}) == Settings().exchange
+
+
+def test_a_rabbitmq_broker_without_a_store_names_the_knob_that_exists():
+    from celery import Celery
+
+    from wowevent_kombu import ConfigurationError, EventBus
+
+    app = Celery("r", broker="amqp://guest:guest@127.0.0.1:5672//", set_as_current=False)
+    with pytest.raises(ConfigurationError, match=r"app\.conf\.wowevent_store_url") as caught:
+        EventBus(app).settings  # noqa: B018 - reading the settings is the check
+    assert "WOWEVENT_STORE_URL" in str(caught.value)
+    app.conf.wowevent_store_url = "redis://127.0.0.1:6379/0"
+    assert EventBus(app).settings.store_url == "redis://127.0.0.1:6379/0"

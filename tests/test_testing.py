@@ -79,3 +79,28 @@ def test_a_source_set_on_the_bus_after_it_was_made_is_what_publish_uses(bus):
     bus.source = "shop"
     assert bus.publish("order.created", {}).source == "shop"
     assert [e.source for e in bus.published] == ["wowevent", "shop"]
+
+
+def test_idempotent_and_checkpoint_work_in_memory():
+    bus = TestBus(Celery("t", set_as_current=False))
+    runs = []
+
+    @bus.subscriber("order.*", name="billing", idempotent=True)
+    def bill(event):
+        runs.append(event.id)
+
+    event = bus.publish("order.created", {"n": 1})
+    bus.publish_event(event)  # the same id again
+    assert [d.succeeded for d in bus.drain()] == [True, True]
+    assert runs == [event.id]
+
+    @bus.subscriber("order.*", name="audit", checkpoint=True)
+    def audit(event):
+        if event.data.get("fail"):
+            raise ValueError("no checkpoint for a failure")
+
+    bus.publish("order.created", {"n": 2})
+    bus.publish("order.created", {"n": 3})
+    bus.publish("order.created", {"fail": True})
+    assert [d.succeeded for d in bus.drain() if d.subscriber == "audit"] == [True, True, False]
+    assert bus.checkpoints == {"audit": "0-4"}  # the 4th event published, the last handled

@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery import Celery
 from kombu import Exchange, Queue
 
+from wowevent_kombu.apublishing import AsyncPublishing
 from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.bindings import bound_subscribers, unbind_subscriber, waiting
 from wowevent_kombu.brokers.factory import make_transport, pinned_route
 from wowevent_kombu.core import names
-from wowevent_kombu.core.errors import (
-    ConfigurationError,
-    InvalidSubscriberError,
-)
+from wowevent_kombu.core.errors import ConfigurationError, InvalidSubscriberError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.deadletters.store import DeadLetterStore
@@ -151,6 +149,9 @@ class EventBus:
             metrics=lambda: self.metrics,
             schemas=lambda: (self.schemas, self.require_schemas),
             tracing=lambda: self.tracing,
+        )
+        self._async = AsyncPublishing(
+            self._publisher, lambda: self.settings, lambda: self.transport
         )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         install(app, self, self._dead_letters.malformed_store)
@@ -359,6 +360,18 @@ class EventBus:
         """Publish an already built :class:`Event`; returns it as sent (with its schema version)."""
         return self.publish_many([event], mandatory=mandatory)[0]
 
+    def publish_reaching(
+        self, type: str, data: Any = None, *, mandatory: bool = False, **attributes: Any
+    ) -> tuple[Event, list[str]]:
+        """:meth:`publish` (same keywords), also returning the subscribers the event reached.
+
+        The names are sorted; an empty list means the event matched no binding: it is logged
+        but delivered to nobody (``mandatory=True`` raises instead).
+        """
+        return self._publisher.publish_reaching(
+            type, data, mandatory=mandatory, exchange=self.exchange, attributes=attributes
+        )
+
     def publish_many(self, events: Iterable[Event], *, mandatory: bool = False) -> list[Event]:
         """Publish several events in one transaction: all are logged and delivered, or none.
 
@@ -367,6 +380,42 @@ class EventBus:
         event stops the whole batch. Returns the events as sent (with their schema versions).
         """
         return self._publisher.publish_many(events, mandatory=mandatory)
+
+    async def apublish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        schema_version: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+        mandatory: bool = False,
+    ) -> Event:
+        """:meth:`publish` for asyncio code: the same event, checks, errors and atomicity.
+
+        Publishes awaited concurrently share one connection and one round trip per batch of
+        calls (see :mod:`wowevent_kombu.apublishing`); ``await bus.aclose()`` before the loop
+        ends (a FastAPI lifespan's shutdown, say).
+        """
+        event = self._publisher.build(
+            type, data, source=source, subject=subject, correlation_id=correlation_id,
+            causation_id=causation_id, schema_version=schema_version, id=id, time=time,
+        )  # fmt: skip
+        return (await self._async.publish_many([event], mandatory=mandatory))[0]
+
+    async def apublish_many(
+        self, events: Iterable[Event], *, mandatory: bool = False
+    ) -> list[Event]:
+        """:meth:`publish_many` for asyncio code: all logged and delivered, or none."""
+        return await self._async.publish_many(events, mandatory=mandatory)
+
+    async def aclose(self) -> None:
+        """Close the async publisher's connections of the running event loop."""
+        await self._async.aclose()
 
     # -- consuming outside Celery --------------------------------------------------------------
 
@@ -378,6 +427,7 @@ class EventBus:
         limit: int | None = None,
         timeout: float | None = None,
         temporary: bool = False,
+        lease: float = 60.0,
     ) -> int:
         """Run a blocking consumer loop for scripts: each handler gets what its pattern matches.
 
@@ -387,8 +437,9 @@ class EventBus:
         from wowevent_kombu.worker.consumer import run_consumer
 
         return run_consumer(
-            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary
-        )
+            self, handlers, group=group, limit=limit, timeout=timeout, temporary=temporary,
+            lease=lease,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release the bus's Redis connections."""

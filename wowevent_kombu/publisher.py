@@ -7,7 +7,7 @@ the whole batch is valid and sent in one broker call, or nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ import redis
 
 from wowevent_kombu.brokers.base import Transport
 from wowevent_kombu.brokers.outgoing import Outgoing
-from wowevent_kombu.core import wire
+from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import EventTooLargeError, InvalidEventError, PublishError
 from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.settings import Settings
@@ -24,6 +24,21 @@ from wowevent_kombu.schemas.registry import SchemaRegistry
 if TYPE_CHECKING:
     from wowevent_kombu.observability.metrics import BusMetrics
     from wowevent_kombu.observability.tracing import BusTracing
+
+AsyncSend = Callable[..., Awaitable[list[tuple[str, ...]]]]
+"""``await send(batch, mandatory=...)``: an async transport's ``send``."""
+
+
+EVENT_ATTRIBUTES = (
+    "source",
+    "subject",
+    "correlation_id",
+    "causation_id",
+    "schema_version",
+    "id",
+    "time",
+)
+"""The keywords :meth:`Publisher.build` takes besides the type and data."""
 
 
 class Publisher:
@@ -99,25 +114,78 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event], *, mandatory: bool) -> list[Event]:
         """Validate every event, then log and deliver them all in one broker call."""
+        return [event for event, _ in self.send(events, mandatory=mandatory)]
+
+    async def apublish_many(
+        self, events: Iterable[Event], *, mandatory: bool, send: AsyncSend
+    ) -> list[Event]:
+        """:meth:`publish_many` with the broker call awaited through ``send``."""
         tracing = self._tracing()
         if tracing is None:
-            return self._publish_many(events, mandatory)
+            batch = self.prepare_all(events)
+            return self.published(batch, await send(batch, mandatory=mandatory))
+        # The span is current in this task only (contextvars), across the await.
         span, token, traced = tracing.start_publish(list(events))
         try:
-            published = self._publish_many(traced, mandatory)
+            batch = self.prepare_all(traced)
+            sent = self.published(batch, await send(batch, mandatory=mandatory))
         except BaseException as exc:
             tracing.end_publish((span, token), exc)
             raise
         tracing.end_publish((span, token), None)
-        return published
+        return sent
 
-    def _publish_many(self, events: Iterable[Event], mandatory: bool) -> list[Event]:
+    def publish_reaching(
+        self,
+        type: str,
+        data: Any,
+        *,
+        mandatory: bool,
+        exchange: str,
+        attributes: Mapping[str, Any],
+    ) -> tuple[Event, list[str]]:
+        """Build and publish one event; it and the names of the subscribers it reached."""
+        options: dict[str, Any] = dict.fromkeys(EVENT_ATTRIBUTES)
+        if unknown := set(attributes) - set(options):
+            raise TypeError(f"unexpected keyword(s) for publishing: {sorted(unknown)}")
+        event = self.build(type, data, **{**options, **attributes})
+        [(sent, queues)] = self.send([event], mandatory=mandatory)
+        found = (names.subscriber_from_queue(exchange, q) for q in queues)
+        return sent, sorted(name or queue for name, queue in zip(found, queues, strict=True))
+
+    def send(
+        self, events: Iterable[Event], *, mandatory: bool
+    ) -> list[tuple[Event, tuple[str, ...]]]:
+        """:meth:`publish_many`, returning each event as sent with the queues it reached."""
+        tracing = self._tracing()
+        if tracing is None:
+            return self._send(events, mandatory)
+        span, token, traced = tracing.start_publish(list(events))
         try:
-            batch = [self.prepare(event) for event in events]
+            sent = self._send(traced, mandatory)
+        except BaseException as exc:
+            tracing.end_publish((span, token), exc)
+            raise
+        tracing.end_publish((span, token), None)
+        return sent
+
+    def _send(
+        self, events: Iterable[Event], mandatory: bool
+    ) -> list[tuple[Event, tuple[str, ...]]]:
+        batch = self.prepare_all(events)
+        routes = self._transport().send(batch, mandatory=mandatory)
+        return list(zip(self.published(batch, routes), routes, strict=True))
+
+    def prepare_all(self, events: Iterable[Event]) -> list[Outgoing]:
+        """Every event prepared (see :meth:`prepare`), or the first refusal; nothing is sent."""
+        try:
+            return [self.prepare(event) for event in events]
         except InvalidEventError:
             self._count_invalid()
             raise
-        routes = self._transport().send(batch, mandatory=mandatory)
+
+    def published(self, batch: list[Outgoing], routes: list[tuple[str, ...]]) -> list[Event]:
+        """The events of a sent batch, counted in the metrics."""
         published = [item.event for item in batch]
         metrics = self._metrics()
         if metrics is not None:

@@ -34,13 +34,18 @@ def app_env(redis_url: str, exchange: str, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def serving(
-    redis_url: str, exchange: str, log: Path, *args: str, **env: str
+    redis_url: str,
+    exchange: str,
+    log: Path,
+    *args: str,
+    app: str = "tests.apps.observed:app",
+    **env: str,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Run ``wowevent -A tests.apps.observed:app serve --port 0``; yield it and its base URL."""
+    """Run ``wowevent -A <app> serve --port 0``; yield it and its base URL."""
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from wowevent_kombu.cli import main; main()",
-         "-A", "tests.apps.observed:app", "serve", "--port", "0", *args],
+         "-A", app, "serve", "--port", "0", *args],
         cwd=ROOT, env=app_env(redis_url, exchange, **env), stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -33,7 +33,7 @@ from tests.deployfiles import (
 )
 from tests.integration.serving import free_port
 from wowevent_kombu import EventBus
-from wowevent_kombu.brokers.redis.server import RedisServer, redis_server_binary
+from wowevent_kombu.testing.redisserver import RedisServer, redis_server_binary
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from tests.integration.test_observability import metrics_port
 pytestmark = pytest.mark.integration
 
 ALERTS = ROOT / "compose" / "prometheus" / "alerts.yml"
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-prometheus"
 
 
 def tool(name: str) -> str:

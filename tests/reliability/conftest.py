@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from wowevent_kombu.brokers.redis.server import RedisServer
+from wowevent_kombu.testing.redisserver import RedisServer
 
 
 def pytest_collection_modifyitems(items):

@@ -194,7 +194,7 @@ def test_redis_restart_or_kill_during_publishing(private_redis, start_worker, en
 
 def test_worker_started_before_redis_recovers(private_redis, start_worker, env_for, exchange,
                                               tmp_path):  # fmt: skip
-    from wowevent_kombu.brokers.redis.server import RedisServer, free_port
+    from wowevent_kombu.testing.redisserver import RedisServer, free_port
 
     port = free_port()
     server = RedisServer(port=port, directory=tmp_path / "late")

@@ -17,9 +17,9 @@ from click.testing import CliRunner, Result
 from tests.conftest import wait_for
 from tests.test_deadletter import make
 from wowevent_kombu import Event, EventBus
-from wowevent_kombu.brokers.redis.server import free_port
 from wowevent_kombu.cli import EXIT_UNAVAILABLE, EXIT_USAGE, cli
 from wowevent_kombu.core import names, wire
+from wowevent_kombu.testing.redisserver import free_port
 
 SECRET = "s3cret"
 

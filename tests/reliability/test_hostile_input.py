@@ -258,6 +258,9 @@ def test_service_answers_hostile_requests_with_4xx_and_no_trace(private_redis, e
             assert b"Traceback" not in reply, name
         assert client.xlen(names.log_key(exchange)) == 0  # no admin action got through
         status, reply = request(base, "POST", "/admin/publish", [bearer], publish_body)
+        assert status == 415, reply  # a body must say it is JSON
+        json_type = "Content-Type: application/json"
+        status, reply = request(base, "POST", "/admin/publish", [bearer, json_type], publish_body)
         assert status == 201, reply  # the service still works, and the token does
         assert client.xlen(names.log_key(exchange)) == 1
     text = log.read_text()

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from tests.conftest import wait_for
 from tests.integration.serving import serving
 from tests.reliability.counting import publish_all, publisher, runs
-from wowevent_kombu.brokers.redis.server import free_port, redis_server_binary
 from wowevent_kombu.cli import EXIT_UNAVAILABLE, cli
+from wowevent_kombu.testing.redisserver import free_port, redis_server_binary
 
 ADMIN_PASSWORD = "adm1n-Pw-of-the-default-user"
 APP_USER = "wowapp"

@@ -23,10 +23,11 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import Worker, wait_for
 from wowevent_kombu import EventBus, EventSchema, HealthRules, PublishError, SchemaRegistry
 from wowevent_kombu.brokers.redis.connection import make_client
-from wowevent_kombu.brokers.redis.sentinelcluster import SentinelCluster
 from wowevent_kombu.cli import cli
-from wowevent_kombu.observability.service import StatusService, make_server
 from wowevent_kombu.observability.status import ClusterReader
+from wowevent_kombu.testing.sentinelcluster import SentinelCluster
+from wowevent_kombu.web.app import create_app
+from wowevent_kombu.web.server import serving_in_thread
 
 APP = "tests.apps.sentinelapp"
 
@@ -127,18 +128,13 @@ def test_publish_worker_log_dlq_registry_and_service_all_work_on_sentinel(
 
         # The HTTP service's readiness reads Redis through the same settings.
         reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
-        server = make_server(StatusService(bus, reader, CollectorRegistry()), "127.0.0.1", 0)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        app = create_app(bus, reader, CollectorRegistry())
+        with serving_in_thread(app) as address:
+            conn = http.client.HTTPConnection(address, timeout=5)
             conn.request("GET", "/ready")
             reply = conn.getresponse()
             assert (reply.status, json.loads(reply.read())["ready"]) == (200, True)
             conn.close()
-        finally:
-            server.shutdown()
-            server.server_close()
     finally:
         bus.close()
 

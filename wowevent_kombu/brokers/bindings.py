@@ -36,10 +36,17 @@ def unbind_subscriber(
 ) -> list[str]:
     """Remove ``name``'s bindings (all, or ``patterns``); the patterns removed.
 
+    A subscriber's queued deliveries stay queued, but the temporary queue of a ``wowevent
+    tail`` (a name starting with :data:`~wowevent_kombu.core.names.TAIL_PREFIX`) has no one
+    left to read it: unbinding all of it deletes the queue and its bell too.
+
     Raises:
         UnknownSubscriberError: nothing was bound and ``name`` is not ``registered`` either.
     """
-    removed = transport.unbind(names.queue_name(exchange, name), patterns)
+    queue = names.queue_name(exchange, name)
+    removed = transport.unbind(queue, patterns)
+    if patterns is None and name.startswith(names.TAIL_PREFIX):
+        transport.delete_queue(queue)
     if not removed and not registered:
         raise UnknownSubscriberError(
             f"no subscriber {name!r} is bound on exchange {exchange!r}; "

@@ -7,6 +7,8 @@ usage, 65 bad input data, 69 Redis unavailable.
 
 from __future__ import annotations
 
+import click
+
 from wowevent_kombu.cli._common import (
     EXIT_DATAERR,
     EXIT_ERROR,
@@ -14,6 +16,7 @@ from wowevent_kombu.cli._common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliContext,
+    accept_json_everywhere,
 )
 from wowevent_kombu.cli.dlq import dlq
 from wowevent_kombu.cli.log import log_group, replay_command
@@ -23,9 +26,19 @@ from wowevent_kombu.cli.schemas import schemas
 
 for _command in (log_group, replay_command, status, serve, dlq, schemas):
     cli.add_command(_command)
+accept_json_everywhere(cli)
 
-celery_command = cli
-"""The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point)."""
+celery_command = click.Group(
+    name=cli.name,
+    commands=cli.commands,
+    params=[p for p in cli.params if p.name != "app_path"],
+    callback=cli.callback,
+    help=cli.help,
+)
+"""The same group, mounted by Celery as ``celery wowevent`` (``celery.commands`` entry point).
+
+Without ``-A``: Celery's own ``celery -A module wowevent ...`` names the app.
+"""
 
 
 def main() -> None:

@@ -5,11 +5,14 @@ Exit codes: 0 success, 1 a bus error, 2 bad usage, 65 bad input data, 69 Redis u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -126,3 +129,52 @@ def redis_errors_as_unavailable(func: F) -> F:
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a command cleanly: Ctrl-C, ``kill``/``timeout``/docker/systemd, and
+a closed terminal."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Let SIGTERM and SIGHUP stop the block as Ctrl-C does, so its cleanup runs.
+
+    Each raises :class:`KeyboardInterrupt` in the main thread; the signals are ignored from
+    then on, so a second one cannot interrupt the cleanup. The previous handlers come back
+    when the block ends.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliContext).as_json = True
+
+
+def accept_json_everywhere(command: click.Command) -> None:
+    """Give every subcommand of ``command`` its own ``--json`` (same as ``wowevent --json``).
+
+    ``wowevent dlq list --json`` then works as well as ``wowevent --json dlq list``.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        accept_json_everywhere(sub)
+        if not any("--json" in getattr(p, "opts", ()) for p in sub.params):
+            sub.params.append(_json_option())
+
+
+def _json_option() -> click.Option:
+    return click.Option(
+        ["--json", "as_json"], is_flag=True, expose_value=False, callback=_set_json,
+        help="Machine-readable JSON output (also accepted before the command).",
+    )  # fmt: skip

@@ -52,20 +52,6 @@ def bad_input_is_usage(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def json_flag(func: F) -> F:
-    """``--json`` on the subcommand too (same as ``wowevent --json ...``)."""
-
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.ensure_object(CliContext).as_json = True
-
-    option = click.option(
-        "--json", "as_json", is_flag=True, expose_value=False, callback=set_json,
-        help="Machine-readable JSON output.",
-    )  # fmt: skip
-    return option(func)
-
-
 def _line(entry: LogEntry) -> str:
     data = json.dumps(entry.event.data, separators=(",", ":"))
     if len(data) > 120:
@@ -91,7 +77,6 @@ def log_group() -> None:
 @click.option("-n", "--count", type=Count(1, ENTRIES_MAX), default=10, show_default=True,
               help="Entries to show.")  # fmt: skip
 @click.option("-f", "--follow", is_flag=True, help="Keep printing entries as they are logged.")
-@json_flag
 @pass_ctx
 @handle_errors
 @redis_errors_as_unavailable
@@ -125,7 +110,6 @@ def log_tail(obj: CliContext, count: int, follow: bool) -> None:
 @click.option("--limit", type=Count(1, ENTRIES_MAX), default=100, show_default=True)
 @click.option("--cursor", type=LogPosition(),
               help="Continue after this position (printed as 'next:').")  # fmt: skip
-@json_flag
 @pass_ctx
 @handle_errors
 @redis_errors_as_unavailable
@@ -159,7 +143,6 @@ def log_read(
 
 @log_group.command(name="get")
 @click.argument("event_id")
-@json_flag
 @pass_ctx
 @handle_errors
 @redis_errors_as_unavailable
@@ -178,7 +161,6 @@ def log_get(obj: CliContext, event_id: str) -> None:
 
 
 @log_group.command(name="stats")
-@json_flag
 @pass_ctx
 @handle_errors
 @redis_errors_as_unavailable
@@ -216,7 +198,6 @@ def _summary(report: ReplayReport) -> str:
 @click.option("--force", is_flag=True, help="Deliver even where the patterns do not match.")
 @click.option("--from-checkpoint", is_flag=True, help="After the subscriber's checkpoint.")
 @click.option("--resume", "resume", metavar="REPLAY_ID", help="Continue an interrupted replay.")
-@json_flag
 @pass_ctx
 @handle_errors
 @redis_errors_as_unavailable

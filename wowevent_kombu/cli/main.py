@@ -10,31 +10,39 @@ from collections.abc import Callable
 
 import click
 
+from wowevent_kombu.brokers.temporary import LEASE_SECONDS
 from wowevent_kombu.cli._common import (
     TAIL_TIMEOUT_MAX,
     CliContext,
     handle_errors,
     pass_ctx,
     redis_errors_as_unavailable,
+    stop_on_signals,
 )
 from wowevent_kombu.cli.types import BROKER_SCHEMES, STORE_SCHEMES, BrokerURL, Count, FiniteFloat
 from wowevent_kombu.core.errors import InvalidEventError
 from wowevent_kombu.core.event import Event, decode_json
-from wowevent_kombu.core.names import TAIL_PREFIX
+from wowevent_kombu.core.names import DEFAULT_EXCHANGE, TAIL_PREFIX
+from wowevent_kombu.core.settings import DEFAULT_BROKER_URL
 
 
 @click.group(name="wowevent")
 @click.option(
-    "--broker", envvar="WOWEVENT_BROKER_URL", type=BrokerURL(BROKER_SCHEMES),
-    help="Broker URL, Redis or RabbitMQ [env WOWEVENT_BROKER_URL].",
+    "--broker", envvar="WOWEVENT_BROKER_URL", show_envvar=True, type=BrokerURL(BROKER_SCHEMES),
+    help=f"Broker URL, Redis or RabbitMQ; with -A the app's own broker is used instead "
+    f"[default: {DEFAULT_BROKER_URL}].",
 )  # fmt: skip
 @click.option(
-    "--store", envvar="WOWEVENT_STORE_URL", type=BrokerURL(STORE_SCHEMES),
-    help="Redis of the log and dead letters beside a RabbitMQ broker [env WOWEVENT_STORE_URL].",
+    "--store", envvar="WOWEVENT_STORE_URL", show_envvar=True, type=BrokerURL(STORE_SCHEMES),
+    help="Redis of the log and dead letters beside a RabbitMQ broker [default: the broker].",
 )  # fmt: skip
-@click.option("--exchange", envvar="WOWEVENT_EXCHANGE", help="Exchange [env WOWEVENT_EXCHANGE].")
-@click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", help="Celery app, module:attr.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("--exchange", envvar="WOWEVENT_EXCHANGE", show_envvar=True,
+              help=f"Topic exchange of the bus [default: {DEFAULT_EXCHANGE}].")  # fmt: skip
+@click.option("-A", "--app", "app_path", envvar="WOWEVENT_APP", show_envvar=True,
+              help="Celery app whose bus to use, module or module:attr as for celery -A "
+              "[default: none, a bare bus on --broker].")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable JSON output (also accepted after any command).")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Log the library's debug messages.")
 @click.pass_context
 def cli(
@@ -42,9 +50,9 @@ def cli(
     broker: str | None,
     store: str | None,
     exchange: str | None,
-    app_path: str | None,
     as_json: bool,
     verbose: bool,
+    app_path: str | None = None,
 ) -> None:
     """Publish, watch and operate a wowevent_kombu event bus."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
@@ -71,12 +79,16 @@ def publish(
     correlation_id: str | None,
     mandatory: bool,
 ) -> None:
-    """Publish one event of EVENT_TYPE with DATA (JSON text)."""
+    """Publish one event of EVENT_TYPE with DATA (JSON text); say which subscribers it reached.
+
+    An event no binding matches is logged but reaches nobody: a warning on stderr says so, and
+    with --mandatory it is refused instead (exit 1, nothing written).
+    """
     try:
         payload = decode_json(data)
     except ValueError as exc:
         raise InvalidEventError(f"DATA is not valid JSON: {exc}") from exc
-    event = obj.bus().publish(
+    event, reached = obj.bus().publish_reaching(
         event_type,
         payload,
         source=source,
@@ -84,20 +96,43 @@ def publish(
         correlation_id=correlation_id,
         mandatory=mandatory,
     )
-    obj.emit(event.to_cloudevent(), f"published {event.type} {event.id}")
+    who = f": {', '.join(reached)}" if reached else ""
+    obj.emit(
+        {**event.to_cloudevent(), "subscribers": reached},
+        f"published {event.type} {event.id} to {len(reached)} subscriber(s){who}",
+    )
+    if not reached:
+        click.echo(
+            f"warning: no subscriber is bound to a pattern matching {event.type!r} on exchange "
+            f"{obj.bus().exchange!r}: the event was logged but reaches nobody (see `wowevent "
+            "subscribers`; --mandatory makes this an error)",
+            err=True,
+        )
 
 
 @cli.command()
 @click.argument("pattern", nargs=-1, required=True)
 @click.option("--limit", type=Count(1), help="Stop after this many events.")
 @click.option("--timeout", type=FiniteFloat(0, TAIL_TIMEOUT_MAX, above=True, unit=" of seconds"),
-              help="Stop after this many idle seconds.")  # fmt: skip
+              help="Stop after this many idle seconds [default: never].")  # fmt: skip
+@click.option("--ttl", type=FiniteFloat(1, 86400, unit=" of seconds"), default=LEASE_SECONDS,
+              show_default=True, envvar="WOWEVENT_TAIL_TTL", show_envvar=True,
+              help="How long the queue of a tail killed with SIGKILL outlives it.")  # fmt: skip
 @pass_ctx
 @handle_errors
 def tail(
-    obj: CliContext, pattern: tuple[str, ...], limit: int | None, timeout: float | None
+    obj: CliContext,
+    pattern: tuple[str, ...],
+    limit: int | None,
+    timeout: float | None,
+    ttl: float,
 ) -> None:
-    """Print live events matching PATTERN (a temporary queue, unbound on exit)."""
+    """Print live events matching PATTERN through a temporary queue.
+
+    The queue, its binding and its bell are removed when tail ends: after --limit or
+    --timeout, or on Ctrl-C, SIGTERM (kill, timeout, docker stop, systemd) or SIGHUP. If tail
+    is killed outright (SIGKILL), they expire --ttl seconds later.
+    """
 
     bus = obj.bus()
 
@@ -111,8 +146,8 @@ def tail(
 
     group = f"{TAIL_PREFIX}{uuid.uuid4().hex[:12]}"
     handlers: dict[str, Callable[[Event], None]] = dict.fromkeys(pattern, show)
-    with contextlib.suppress(KeyboardInterrupt):
-        bus.consume(handlers, group=group, limit=limit, timeout=timeout, temporary=True)
+    with contextlib.suppress(KeyboardInterrupt), stop_on_signals():
+        bus.consume(handlers, group=group, limit=limit, timeout=timeout, temporary=True, lease=ttl)
 
 
 @cli.command()
@@ -158,7 +193,10 @@ def declare(obj: CliContext) -> None:
 @handle_errors
 @redis_errors_as_unavailable
 def unbind(obj: CliContext, name: str, patterns: tuple[str, ...]) -> None:
-    """Remove subscriber NAME's bindings; queued deliveries stay queued."""
+    """Remove subscriber NAME's bindings; queued deliveries stay queued.
+
+    A leftover `tail` queue (NAME starting with "tail.") is deleted with its bell as well.
+    """
     removed = obj.bus().unsubscribe(name, list(patterns) or None)
     obj.emit(
         {"subscriber": name, "removed": removed},

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -17,7 +14,6 @@ from wowevent_kombu.cli.types import Count, FiniteFloat
 from wowevent_kombu.observability.collector import ClusterCollector
 from wowevent_kombu.observability.health import HealthRules
 from wowevent_kombu.observability.metrics import BusMetrics
-from wowevent_kombu.observability.service import StatusService, make_server
 from wowevent_kombu.observability.status import ClusterReader, ClusterStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,15 +93,43 @@ def status(obj: CliContext, window: float | None) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="WOWEVENT_SERVE_HOST")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="WOWEVENT_SERVE_HOST",
+              help="Address to listen on [env WOWEVENT_SERVE_HOST].")  # fmt: skip
 @click.option("--port", default=8000, show_default=True, type=Count(0, 65535),
-              envvar="WOWEVENT_SERVE_PORT", help="0 picks a free port (printed).")  # fmt: skip
+              envvar="WOWEVENT_SERVE_PORT",
+              help="0 picks a free port (printed) [env WOWEVENT_SERVE_PORT].")  # fmt: skip
 @click.option("--admin-token", envvar="WOWEVENT_ADMIN_TOKEN",
-              help="Bearer token enabling /admin/* (off when unset).")  # fmt: skip
+              help="Token of the admin API and console; both are off when unset "
+                   "[env WOWEVENT_ADMIN_TOKEN].")  # fmt: skip
+@click.option("--read-token", envvar="WOWEVENT_READ_TOKEN",
+              help="Token that may look but not change (console and GET routes) "
+                   "[env WOWEVENT_READ_TOKEN].")  # fmt: skip
+@click.option("--session-secret", envvar="WOWEVENT_SESSION_SECRET",
+              help="Signs console sessions; give every replica the same one (random when "
+                   "unset: sessions end at restart) [env WOWEVENT_SESSION_SECRET].")  # fmt: skip
 @click.pass_obj
 @cli_errors
-def serve(obj: CliContext, host: str, port: int, admin_token: str | None) -> None:
-    """Serve /health, /ready, /metrics, /status and admin endpoints until SIGTERM or Ctrl-C."""
+def serve(
+    obj: CliContext,
+    host: str,
+    port: int,
+    admin_token: str | None,
+    read_token: str | None,
+    session_secret: str | None,
+) -> None:
+    """Serve probes, /metrics, /status, the admin API and the console until SIGTERM or Ctrl-C."""
+    try:
+        from wowevent_kombu.web.app import create_app
+        from wowevent_kombu.web.auth import Tokens
+        from wowevent_kombu.web.server import bind, run
+    except ImportError as exc:
+        raise click.ClickException(
+            f"'wowevent serve' needs the web extra ({exc.name} is missing): "
+            "pip install 'wowevent-kombu[web]'"
+        ) from exc
+    from wowevent_kombu.cli.schemas import open_registry
+
+    tokens = Tokens(admin=admin_token or None, read=read_token or None)
     bus = obj.bus()
     registry = CollectorRegistry()
     reader = reader_for(obj)
@@ -114,22 +138,20 @@ def serve(obj: CliContext, host: str, port: int, admin_token: str | None) -> Non
         bus.metrics = BusMetrics(registry, bus.exchange)
     else:
         registry.register(bus.metrics.registry)
-    service = StatusService(bus, reader, registry, admin_token=admin_token)
-    server = make_server(service, host, port)
-    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever to return: call it from another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    click.echo(
-        f"serving on http://{bound_host}:{bound_port} (admin {'on' if admin_token else 'off'})"
+    schemas = open_registry(obj, None)
+    app = create_app(
+        bus, reader, registry, tokens=tokens, schemas=schemas, session_secret=session_secret
     )
     try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        bus.close()
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    console = f"; console at http://{shown}:{bound_port}/console/" if tokens.enabled else ""
+    click.echo(
+        f"serving on http://{shown}:{bound_port} (admin {'on' if tokens.enabled else 'off'}"
+        f"{', read-only token on' if tokens.read else ''}){console}"
+    )
+    run(app, sock, on_stop=bus.close)
     click.echo("stopped")

@@ -126,6 +126,16 @@ def bell_key(queue: str) -> str:
     return f"{queue}{BELL_SUFFIX}"
 
 
+def lease_key(queue: str) -> str:
+    """The key whose expiry marks a temporary queue's consumer as gone (see :func:`bell_key`)."""
+    return f"{queue}{KOMBU_BINDING_SEP}lease"
+
+
+def temporary_queues_key(exchange: str) -> str:
+    """Set of the exchange's temporary queues (``wowevent tail``), each kept alive by a lease."""
+    return f"{exchange}:temporary"
+
+
 def binding_table_key(exchange: str) -> str:
     """Kombu's binding table of ``exchange``."""
     return f"{KOMBU_BINDING_PREFIX}{exchange}"

@@ -97,8 +97,9 @@ class Settings:
         if scheme in AMQP_SCHEMES and not self.store_url:
             raise ConfigurationError(
                 f"a RabbitMQ broker ({redact_url(self.broker_url)}) needs a Redis for the event "
-                "log, dead letters and schemas: set store_url='redis://...' "
-                f"(or {ENV_PREFIX}STORE_URL)"
+                "log, dead letters and schemas: set app.conf.wowevent_store_url = 'redis://...' "
+                f"on the Celery app (or the environment variable {ENV_PREFIX}STORE_URL; "
+                "--store on the wowevent command)"
             )
         if self.store_url is not None:
             if url_scheme(self.store_url) not in REDIS_SCHEMES:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from wowevent_kombu.core.errors import InvalidFilterError
 
@@ -175,3 +175,34 @@ class DeadLetterFilter:
             and (self.type is None or data.get("event_type") == self.type)
             and (self.reason is None or data.get("reason") == self.reason)
         )
+
+
+class Where(TypedDict, total=False):
+    """The filter keywords every bulk operation of the store takes (a :class:`DeadLetterFilter`)."""
+
+    subscriber: str | None
+    type: str | None
+    reason: str | None
+    since: float | datetime | None
+    until: float | datetime | None
+
+
+def filter_of(flt: DeadLetterFilter | None, where: Where) -> DeadLetterFilter:
+    """One filter from either a :class:`DeadLetterFilter` or the keywords of :class:`Where`.
+
+    Raises:
+        InvalidFilterError: both were given, or a keyword is unknown or out of range.
+    """
+    unknown = set(where) - set(Where.__annotations__)
+    if unknown:
+        raise InvalidFilterError(
+            f"unknown filter keyword(s) {sorted(unknown)}; use {', '.join(Where.__annotations__)}"
+        )
+    given = {k: v for k, v in where.items() if v is not None}
+    if flt is not None and given:
+        raise InvalidFilterError(
+            f"pass a DeadLetterFilter or filter keywords, not both (got {sorted(given)} too)"
+        )
+    if flt is not None:
+        return flt
+    return DeadLetterFilter(**given)  # type: ignore[arg-type]

@@ -16,14 +16,19 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import redis
 
 from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import InvalidFilterError, UnknownDeadLetterError
-from wowevent_kombu.deadletters.record import REASONS, DeadLetter, DeadLetterFilter, as_epoch
+from wowevent_kombu.deadletters.record import (
+    REASONS,
+    DeadLetter,
+    DeadLetterFilter,
+    Where,
+    filter_of,
+)
 from wowevent_kombu.deadletters.redrive import Redriver, Target
 
 log = logging.getLogger(__name__)
@@ -162,21 +167,20 @@ class DeadLetterStore:
 
     def list(
         self,
+        flt: DeadLetterFilter | None = None,
         *,
-        subscriber: str | None = None,
-        type: str | None = None,
-        reason: str | None = None,
-        since: float | datetime | None = None,
-        until: float | datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        **where: Unpack[Where],
     ) -> Page:
-        """Records matching the filter, oldest last failure first, ``limit`` at a time."""
+        """Records matching the filter, oldest last failure first, ``limit`` at a time.
+
+        The filter is ``flt`` or the keywords ``subscriber``, ``type``, ``reason``, ``since``
+        and ``until`` (as in :class:`DeadLetterFilter`), the same for every bulk operation.
+        """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidFilterError(f"limit must be a positive integer, got {limit!r}")
-        flt = DeadLetterFilter(
-            subscriber, type, reason, as_epoch(since, name="since"), as_epoch(until, name="until")
-        )
+        flt = filter_of(flt, where)
         after = _decode_cursor(cursor) if cursor else None
         out: builtins.list[tuple[float, DeadLetter]] = []
         for score, data in self._scan(flt, after):
@@ -186,14 +190,16 @@ class DeadLetterStore:
                 return Page([r for _, r in out], _encode_cursor(score, record.id))
         return Page([r for _, r in out], None)
 
-    def iter(self, flt: DeadLetterFilter | None = None) -> Iterator[DeadLetter]:
-        """Every record matching ``flt``, oldest first, read ``CHUNK`` at a time."""
-        for _, data in self._scan(flt or DeadLetterFilter()):
+    def iter(
+        self, flt: DeadLetterFilter | None = None, **where: Unpack[Where]
+    ) -> Iterator[DeadLetter]:
+        """Every record matching the filter (as for :meth:`list`), oldest first, in chunks."""
+        for _, data in self._scan(filter_of(flt, where)):
             yield DeadLetter.from_dict(data)
 
-    def count(self, flt: DeadLetterFilter | None = None) -> int:
-        """How many records match (constant time when the filter is on time alone)."""
-        flt = flt or DeadLetterFilter()
+    def count(self, flt: DeadLetterFilter | None = None, **where: Unpack[Where]) -> int:
+        """How many records match (as for :meth:`list`; constant time on time alone)."""
+        flt = filter_of(flt, where)
         if flt.subscriber is None and flt.type is None and flt.reason is None:
             lo = "-inf" if flt.since is None else flt.since
             hi = "+inf" if flt.until is None else flt.until
@@ -308,14 +314,15 @@ class DeadLetterStore:
         *,
         dry_run: bool = False,
         progress: Callable[[int], None] | None = None,
+        **where: Unpack[Where],
     ) -> builtins.list[str]:
-        """Re-drive every record matching ``flt`` (see :meth:`retry`), ``CHUNK`` per round trip.
+        """Re-drive every record matching the filter (as for :meth:`list`; see :meth:`retry`).
 
         ``progress`` is called with the number of records handled after each chunk.
         """
         targets = [
             Target(d["id"], d["subscriber"], d.get("event_id"), d.get("event_type"), d.get("event"))
-            for _, d in self._scan(flt or DeadLetterFilter())
+            for _, d in self._scan(filter_of(flt, where))
         ]
         return self._redriver.redrive(targets, dry_run=dry_run, progress=progress)
 
@@ -334,18 +341,22 @@ class DeadLetterStore:
         flt: DeadLetterFilter | None = None,
         dry_run: bool = False,
         progress: Callable[[int], None] | None = None,
+        **where: Unpack[Where],
     ) -> builtins.list[str]:
-        """Delete records by id, or every record matching ``flt``; never both.
+        """Delete records by id, or every record matching the filter (as for :meth:`list`).
+
+        Ids and a filter are never both allowed; with neither, every record goes.
 
         Raises:
             UnknownDeadLetterError: an id has no record (nothing is deleted then).
         """
-        if record_ids and flt is not None:
+        chosen = filter_of(flt, where)
+        if record_ids and (flt is not None or any(v is not None for v in where.values())):
             raise InvalidFilterError("purge takes record ids or a filter, not both")
         if record_ids:
             ids = [self.get(record_id).id for record_id in dict.fromkeys(record_ids)]
         else:
-            ids = [d["id"] for _, d in self._scan(flt or DeadLetterFilter())]
+            ids = [d["id"] for _, d in self._scan(chosen)]
         if dry_run:
             return ids
         return self._delete(ids, progress=progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wowevent_kombu.worker.middleware import Middleware
 
@@ -26,6 +26,16 @@ TASK_FLAG = "wowevent_checkpoint"
 """Task attribute set on subscribers registered with ``checkpoint=True``."""
 
 
+class CheckpointLog(Protocol):
+    """Where checkpoints are kept: the Redis :class:`EventLog`, or ``TestBus``'s memory."""
+
+    def position_of(self, event_id: str) -> str | None:
+        """The log position of an event id, ``None`` when it is not logged."""
+
+    def advance_checkpoint(self, subscriber: str, position: str) -> bool:
+        """Move a subscriber's checkpoint to ``position`` unless it is already further."""
+
+
 class CheckpointMiddleware(Middleware):
     """Records checkpoints for the subscribers whose task carries :data:`TASK_FLAG`.
 
@@ -34,11 +44,13 @@ class CheckpointMiddleware(Middleware):
             it (or ``None`` when the bus has no Redis log, as on the in-memory ``TestBus``).
     """
 
-    def __init__(self, eventlog: EventLog | Callable[[], EventLog | None]) -> None:
+    def __init__(
+        self, eventlog: CheckpointLog | Callable[[], EventLog | CheckpointLog | None]
+    ) -> None:
         self._log = eventlog
 
     @property
-    def eventlog(self) -> EventLog | None:
+    def eventlog(self) -> EventLog | CheckpointLog | None:
         """The log checkpoints are positions of; ``None`` when there is none."""
         return self._log() if callable(self._log) else self._log
 

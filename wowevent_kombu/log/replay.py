@@ -45,12 +45,19 @@ if TYPE_CHECKING:
     from wowevent_kombu.brokers.base import Transport
     from wowevent_kombu.core.settings import Settings
 
-__all__ = ["BATCH", "ReplayBus", "ReplayReport", "Replayer"]
+__all__ = ["BATCH", "STOP_FIELD", "ReplayBus", "ReplayReport", "Replayer", "StopRequested"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
 """Events per transaction when replaying at full speed."""
+
+STOP_FIELD = "stop"
+"""Field of a replay's record that asks it to stop after its current batch."""
+
+
+class StopRequested(Exception):
+    """An operator asked this replay to stop (its record's ``stop`` field is set)."""
 
 
 class ReplayBus(Protocol):
@@ -218,7 +225,7 @@ class Replayer:
         if not dry_run:
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(key, "status", "running")
-            pipe.hdel(key, "error")
+            pipe.hdel(key, "error", STOP_FIELD)
             pipe.execute()
         return self._execute(report, chosen, targets, pace, selection["force"], dry_run, progress)
 
@@ -289,7 +296,7 @@ class Replayer:
 
     def _stopped(self, report: ReplayReport, exc: BaseException) -> ReplayInterrupted:
         """Record that the replay stopped (``interrupted`` or ``failed``); the error to raise."""
-        interrupted = isinstance(exc, KeyboardInterrupt)
+        interrupted = isinstance(exc, KeyboardInterrupt | StopRequested)
         status = "interrupted" if interrupted else "failed"
         reason = None if interrupted else stop_reason(exc)
         key = names.replay_key(self.exchange, report.replay_id)
@@ -369,8 +376,13 @@ class Replayer:
             if final:
                 finished = datetime.now(UTC).isoformat()
                 commands.append(("HSET", key, "status", "done", "finished_at", finished))
+            # An operator may ask a running replay to stop from anywhere (the console, another
+            # process): the request is read inside the batch's own transaction.
+            commands.append(("HGET", key, STOP_FIELD))
             # The deliveries and the progress they make commit together, or not at all.
-            execute_atomic(self.client, commands)
+            stop = execute_atomic(self.client, commands)[-1]
+            if stop and not final:
+                raise StopRequested(report.replay_id)
         report.scanned += batch.events
         report.skipped += batch.skipped
         for name, count in batch.delivered.items():

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kombu import Connection, Consumer, Queue
 
-from wowevent_kombu.brokers.redis.connection import kombu_transport_options
+from wowevent_kombu.brokers import temporary as temp
+from wowevent_kombu.brokers.redis.connection import kombu_transport_options, make_client
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import InvalidEventError, InvalidSubscriberError
 from wowevent_kombu.core.event import Event
@@ -34,6 +35,7 @@ def run_consumer(
     limit: int | None,
     timeout: float | None,
     temporary: bool,
+    lease: float = temp.LEASE_SECONDS,
 ) -> int:
     """Run a blocking consumer loop: bind ``group``'s queue, dispatch deliveries until stopped.
 
@@ -48,7 +50,10 @@ def run_consumer(
         group: Consumer group (queue) name.
         limit: Stop after this many deliveries.
         timeout: Stop after this many seconds without a delivery.
-        temporary: Unbind and delete the queue on exit (used by ``wowevent tail``).
+        temporary: Unbind and delete the queue and its bell on exit (used by ``wowevent
+            tail``), and hold a lease of ``lease`` seconds, refreshed while the loop runs, so
+            that a killed process's queue is removed too (:mod:`wowevent_kombu.brokers.temporary`).
+        lease: The time to live of a temporary queue whose consumer was killed.
 
     Returns:
         The number of deliveries handled.
@@ -63,7 +68,37 @@ def run_consumer(
     for pattern in handlers:
         matcher.add(pattern, pattern)
     queue = names.queue_name(bus.exchange, group)
-    bus.transport.bind(queue, list(handlers))
+    client = make_client(bus.settings) if temporary else None
+    expire_lists = not bus.settings.amqp
+
+    def refresh() -> None:
+        if client is not None:
+            temp.hold(client, bus.exchange, queue, lease, expire_lists=expire_lists)
+
+    if client is not None:
+        temp.reap(bus.transport, client, bus.exchange)
+        refresh()  # the lease comes before the binding, so no reaper takes a live queue
+    handled = 0
+    try:
+        bus.transport.bind(queue, list(handlers))
+        handled = _loop(bus, queue, matcher, handlers, limit, timeout, refresh, lease / 3)
+    finally:
+        if client is not None:
+            temp.remove(bus.transport, client, bus.exchange, queue)
+            client.close()
+    return handled
+
+
+def _loop(
+    bus: BusView,
+    queue: str,
+    matcher: TopicMatcher,
+    handlers: Mapping[str, Handler],
+    limit: int | None,
+    timeout: float | None,
+    refresh: Callable[[], None],
+    refresh_every: float,
+) -> int:
     handled = 0
 
     def on_message(body: Any, message: Any) -> None:
@@ -79,30 +114,26 @@ def run_consumer(
         message.ack()
         handled += 1
 
-    try:
-        options = kombu_transport_options(bus.settings)
-        with (
-            Connection(bus.settings.broker_url, transport_options=options) as conn,
-            Consumer(
-                conn,
-                queues=[Queue(queue, no_declare=True)],
-                callbacks=[on_message],
-                accept=["json"],
-            ),
-        ):
-            idle_since = time.monotonic()
-            while limit is None or handled < limit:
-                before = handled
-                with contextlib.suppress(TimeoutError):
-                    conn.drain_events(timeout=_POLL)
-                if handled != before:
-                    idle_since = time.monotonic()
-                elif timeout is not None and time.monotonic() - idle_since >= timeout:
-                    break
-    finally:
-        if temporary:
-            bus.transport.unbind(queue)
-            bus.transport.delete_queue(queue)
+    options = kombu_transport_options(bus.settings)
+    with (
+        Connection(bus.settings.broker_url, transport_options=options) as conn,
+        Consumer(
+            conn, queues=[Queue(queue, no_declare=True)], callbacks=[on_message], accept=["json"]
+        ),
+    ):
+        idle_since = refreshed = time.monotonic()
+        while limit is None or handled < limit:
+            before = handled
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=min(_POLL, refresh_every))
+            now = time.monotonic()
+            if now - refreshed >= refresh_every:
+                refresh()
+                refreshed = now
+            if handled != before:
+                idle_since = now
+            elif timeout is not None and now - idle_since >= timeout:
+                break
     return handled
 
 

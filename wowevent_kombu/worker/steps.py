@@ -21,7 +21,9 @@ from wowevent_kombu.brokers.redis.channel import (
     COMPRESSION_OPTION,
     INFLATE_LIMIT_OPTION,
 )
+from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.brokers.redis.inflate import content_type
+from wowevent_kombu.brokers.temporary import REAP_INTERVAL, reap
 from wowevent_kombu.core.errors import ConfigurationError, WowEventError
 from wowevent_kombu.worker.subscriber import Subscriber
 
@@ -205,6 +207,13 @@ def make_bootstep(bus: BusView) -> type[bootsteps.StartStopStep]:
                 getattr(worker, "time_limit", None),
             ):
                 log.warning(warning)
+            if getattr(bus, "metrics", None) is None:
+                log.info(
+                    "bus %r is not instrumented: this worker writes no heartbeat, so `wowevent "
+                    "status` will not count it as live; call wowevent_kombu.instrument(bus) "
+                    "where the bus is created",
+                    bus.exchange,
+                )
             attach_queues(worker.app, bus)
             if settings.amqp:
                 register_dispatch_task(worker.app, bus.exchange, bus.queues_to_subscribers)
@@ -232,15 +241,25 @@ def make_binding_step(bus: BusView) -> type[bootsteps.StartStopStep]:
         def __init__(self, consumer: Any, **kwargs: Any) -> None:
             super().__init__(consumer, **kwargs)
             self._tick: Any = None
+            self._reaper: TemporaryReaper | None = None
 
         def start(self, consumer: Any) -> None:
             try:
-                bus.declare()
+                declared = bus.declare()
             except (WowEventError, redis.RedisError) as exc:
                 # Kombu binds the consumed queues itself as it starts consuming; publishers
                 # see those bindings too, so this only delays the version bump.
                 log.warning("could not declare the bus's bindings yet: %s", exc)
+            else:
+                # Celery's banner shows one routing key per queue; this names every pattern.
+                for name, patterns in sorted(declared.items()):
+                    log.info("subscriber %s bound to %s", name, ", ".join(patterns))
             hub = getattr(consumer, "hub", None)
+            if self._reaper is None:
+                self._reaper = TemporaryReaper(bus)
+                self._reaper()
+                if hub is not None:
+                    hub.call_repeatedly(REAP_INTERVAL, self._reaper)
             if self._tick is None and hub is not None and bus.settings.amqp:
                 # On RabbitMQ nothing wakes an idle event loop (on Redis the consumer's wait
                 # returns every second), so a warm shutdown would sit in the loop's poll until
@@ -248,6 +267,26 @@ def make_binding_step(bus: BusView) -> type[bootsteps.StartStopStep]:
                 self._tick = hub.call_repeatedly(1.0, _idle_tick)
 
     return WowEventBindings
+
+
+class TemporaryReaper:
+    """Removes temporary queues whose consumer was killed (:mod:`wowevent_kombu.brokers.temporary`).
+
+    Run by every worker at start and every :data:`REAP_INTERVAL` on its event loop; a failure
+    is logged and retried at the next interval.
+    """
+
+    def __init__(self, bus: BusView) -> None:
+        self._bus = bus
+        self._client: redis.Redis | None = None
+
+    def __call__(self) -> None:
+        try:
+            if self._client is None:
+                self._client = make_client(self._bus.settings)
+            reap(self._bus.transport, self._client, self._bus.exchange)
+        except (WowEventError, redis.RedisError) as exc:
+            log.debug("could not look for abandoned temporary queues: %s", exc)
 
 
 def _idle_tick() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
+from wowevent_kombu.worker.coroutines import run_coroutine
 from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery, run_hooks
 from wowevent_kombu.worker.request import SubscriberRequest
@@ -359,6 +361,8 @@ def register(
             return None
         try:
             result = handler(task, event) if bind else handler(event)
+            if inspect.iscoroutine(result):
+                result = run_coroutine(result, subscriber=name)
         except BaseException as exc:
             run_hooks(chain, "after_handle", task, event, result=None, exc=exc, reverse=True)
             raise

@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -107,3 +109,26 @@ def kombu_transport_options(settings: Settings) -> dict[str, Any]:
         if sentinel_kwargs:
             options["sentinel_kwargs"] = sentinel_kwargs
     return options
+
+
+def make_async_client(settings: Settings) -> aioredis.Redis | None:
+    """An asyncio client with :func:`make_client`'s timeouts and no retries.
+
+    ``None`` over Sentinel, whose async discovery is not wired up here: callers fall back to
+    the blocking client in a thread.
+    """
+    url = redis_url(settings.redis_url)
+    if url_scheme(url) in ("memory", "sentinel"):
+        return None
+    try:
+        client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=settings.publish_timeout,
+            socket_connect_timeout=settings.publish_timeout,
+            retry=AsyncRetry(NoBackoff(), 0),
+            health_check_interval=30,
+            client_name="wowevent-async",
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"bad broker URL {redact_url(url)}: {exc}") from exc
+    return client

@@ -16,6 +16,14 @@ Use it to unit-test subscribers without Redis or a worker::
 Events go through the same validation, routing (AMQP topic semantics) and Celery task message
 encoding as on Redis; :meth:`TestBus.drain` then runs each delivery through the subscriber's
 Celery task with ``task.apply`` (Celery's eager mode: retries run at once, countdowns ignored).
+
+Two helpers for tests that need a real Redis of their own are part of this package too, and
+supported like the rest of it: :class:`wowevent_kombu.testing.redisserver.RedisServer` (a
+private ``redis-server`` on a free loopback port, stopped by its pid; ``make demo`` and
+``make test`` use it when no Redis answers) and
+:class:`wowevent_kombu.testing.sentinelcluster.SentinelCluster` (a primary, replicas and
+sentinels, for failover tests). Both need the ``redis-server`` binary; nothing starts until
+you call them.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.settings import Settings
 from wowevent_kombu.core.topology import Binding, BindingSnapshot, kombu_regex
+from wowevent_kombu.log.checkpoint import CheckpointMiddleware
+from wowevent_kombu.log.positions import split_position
 
 
 class MemoryTransport:
@@ -111,6 +121,29 @@ class Delivery:
         return self.state == "SUCCESS"
 
 
+class MemoryCheckpoints:
+    """Checkpoints over :class:`MemoryTransport`'s log: ``"0-<n>"`` is its n-th event."""
+
+    def __init__(self, transport: MemoryTransport) -> None:
+        self._transport = transport
+        self.positions: dict[str, str] = {}
+
+    def position_of(self, event_id: str) -> str | None:
+        """The position of the newest logged event with this id."""
+        for index in range(len(self._transport.log) - 1, -1, -1):
+            if self._transport.log[index].id == event_id:
+                return f"0-{index + 1}"
+        return None
+
+    def advance_checkpoint(self, subscriber: str, position: str) -> bool:
+        """Move ``subscriber``'s checkpoint to ``position`` unless it is already further."""
+        current = self.positions.get(subscriber)
+        if current is not None and split_position(current) >= split_position(position):
+            return False
+        self.positions[subscriber] = position
+        return True
+
+
 class TestBus(EventBus):
     """An :class:`EventBus` on :class:`MemoryTransport` that runs deliveries on demand.
 
@@ -129,10 +162,22 @@ class TestBus(EventBus):
         kwargs.setdefault("settings", Settings(broker_url="memory://", exchange=exchange))
         super().__init__(app, transport=self.memory, **kwargs)
         self._autodeclare = autodeclare
+        self._checkpoints = MemoryCheckpoints(self.memory)
 
     def subscriber(
         self, patterns: str | Sequence[str], *, name: str, bind: bool = False, **task_options: Any
     ) -> Any:
+        """:meth:`EventBus.subscriber`, bound at once (with ``autodeclare``).
+
+        ``idempotent=True`` and ``checkpoint=True`` work here as on Redis, in memory: handled
+        ids are kept for the life of the bus, and checkpoints are positions in
+        :attr:`published` (read them with :attr:`checkpoints`).
+        """
+        if task_options.get("checkpoint") and not any(
+            isinstance(m, CheckpointMiddleware) for m in self.middleware
+        ):
+            # Before the bus adds its own, which would look for a Redis log this bus lacks.
+            self.add_middleware(CheckpointMiddleware(self._checkpoints))
         decorate = super().subscriber(patterns, name=name, bind=bind, **task_options)
 
         def register_and_bind(handler: Any) -> Any:
@@ -143,6 +188,15 @@ class TestBus(EventBus):
             return task
 
         return register_and_bind
+
+    @property
+    def checkpoints(self) -> dict[str, str]:
+        """Subscriber name -> position of the newest event it handled (``checkpoint=True``).
+
+        A position is ``"0-<n>"`` for the n-th event of :attr:`published` (counting from 1),
+        ordered like the Redis log's.
+        """
+        return dict(self._checkpoints.positions)
 
     @property
     def published(self) -> list[Event]:

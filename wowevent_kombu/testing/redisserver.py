@@ -1,7 +1,8 @@
 """Private ``redis-server`` processes on free loopback ports, for demos and tests.
 
-Used by ``make demo`` and ``make test`` when no Redis answers, and by tests that must restart
-or kill their own Redis. Each server is stopped by its pid, never by name.
+Part of :mod:`wowevent_kombu.testing`: used by ``make demo`` and ``make test`` when no Redis
+answers, and by tests (the project's or yours) that must restart or kill their own Redis. Each
+server is stopped by its pid, never by name.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A private Redis Sentinel deployment on loopback: one primary, replicas, three sentinels.
 
-For tests and benchmarks of failover. Every process is a ``redis-server`` (sentinels run as
-``redis-server <config> --sentinel``) on a free port, and is stopped by its pid, never by name.
+Part of :mod:`wowevent_kombu.testing`, for tests and benchmarks of failover. Every process is
+a ``redis-server`` (sentinels run as ``redis-server <config> --sentinel``) on a free port, and
+is stopped by its pid, never by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import redis
 
-from wowevent_kombu.brokers.redis.server import (
+from wowevent_kombu.testing.redisserver import (
     RedisServer,
     free_port,
     redis_server_binary,

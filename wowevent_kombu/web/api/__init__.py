@@ -1,0 +1,1 @@
+"""The admin API: JSON routes under ``/admin/``, each needing a bearer token."""
