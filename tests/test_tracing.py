@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import ROOT
-from wowevent_kombu import Event, enable_tracing
+from wowevent_kombu import Event, EventBus, enable_tracing
 from wowevent_kombu.core import wire
 from wowevent_kombu.testing import TestBus
 
@@ -159,3 +160,27 @@ except wowevent_kombu.ConfigurationError as exc:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert "pip install 'wowevent-kombu[otel]'" in done.stdout
+
+
+def test_an_async_publish_runs_in_its_span_across_the_await(redis_url: str, exchange: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = EventBus(Celery("tr", broker=redis_url, set_as_current=False), exchange=exchange)
+    enable_tracing(bus, provider)
+    bus.transport.bind(f"{exchange}.billing", ["order.*"])
+
+    async def publish() -> Event:
+        sent = await bus.apublish("order.placed", {})
+        await bus.aclose()
+        return sent
+
+    with provider.get_tracer("web").start_as_current_span("POST /orders") as request:
+        sent = asyncio.run(publish())
+    bus.close()
+    spans = by_name(exporter.get_finished_spans())
+    publish_span = spans[f"{exchange} publish"]
+    assert publish_span.parent is not None
+    assert publish_span.parent.span_id == request.get_span_context().span_id
+    assert sent.traceparent is not None
+    assert f"{publish_span.context.span_id:016x}" == sent.traceparent.split("-")[2]
