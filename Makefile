@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow soak clean
+.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow bench-tracing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -99,6 +99,10 @@ bench-dlq: venv
 
 bench-schemas: venv
 	@scripts/with-redis.sh $(PY) benchmarks/schemas.py
+
+# Publish rate with OpenTelemetry tracing off, context only, and a span per publish.
+bench-tracing: venv
+	@scripts/with-redis.sh $(PY) benchmarks/tracing.py
 
 # Redis sizing: bytes per queued delivery and per logged event (a private redis-server).
 bench-sizing: venv

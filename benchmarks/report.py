@@ -47,6 +47,7 @@ STEPS = (
     Step("end to end", ("benchmarks/e2e.py", "--out", "{out}"), "e2e.json"),
     Step("Redis and RabbitMQ", ("benchmarks/brokers.py", "--out", "{out}"), "brokers.json"),
     Step("metrics", ("benchmarks/metrics.py",)),
+    Step("tracing", ("benchmarks/tracing.py",)),
     Step("HTTP service", ("benchmarks/http_service.py", "--json", "{out}/http.json"), "http.json"),
     Step("dead-letter re-drive", ("benchmarks/dlq.py",)),
     Step("schemas", ("benchmarks/schemas.py",)),

@@ -102,6 +102,7 @@ def test_filters_and_cursor_pages_cover_every_record_once(bus: EventBus) -> None
     assert stats["total"] == 25
     assert stats["by_subscriber"] == {"audit": 5, "billing": 20}
     assert stats["by_reason"]["rejected"] == 12
+    assert store.count_by_subscriber() == {"audit": 5, "billing": 20}
 
 
 @pytest.mark.parametrize(

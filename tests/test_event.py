@@ -65,6 +65,28 @@ def test_official_sdk_reads_our_output():
     assert parsed.get_extension("schemaversion") == "1.0.0"
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_trace_context_round_trips_through_the_official_sdk():
+    """The distributed-tracing extension: the CloudEvent the HTTP binding of another service
+    hands over keeps its trace context through the bus and back out."""
+    event = Event(type="order.paid", data={"a": 1}, traceparent=TRACEPARENT,
+                  tracestate="congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")  # fmt: skip
+    fmt = JSONFormat()
+    parsed = fmt.read(None, event.to_json().encode())
+    assert parsed.get_extension("traceparent") == TRACEPARENT
+    assert parsed.get_extension("tracestate") == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    again = Event.from_json(fmt.write(parsed))
+    assert again == event
+    assert again.traceparent == TRACEPARENT
+    # Absent rather than null when the event carries none (the SDK refuses null optionals).
+    plain = fmt.read(None, Event(type="a.b").to_json().encode())
+    assert Event.from_json(fmt.write(plain)).traceparent is None
+    with pytest.raises(InvalidEventError, match="traceparent"):
+        Event(type="a.b", traceparent="00-abc\n")
+
+
 def test_time_in_other_zone_is_normalised_to_utc():
     moment = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     doc = Event(type="a.b", time=moment).to_cloudevent()

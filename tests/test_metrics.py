@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +12,14 @@ from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry
 
 from wowevent_kombu import EventValidationError, InvalidEventError, MetricsMiddleware, instrument
-from wowevent_kombu.observability.metrics import DEAD_LETTERED_MARK, BusMetrics, seconds_since
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.core.wire import RESENT_HEADER
+from wowevent_kombu.observability.metrics import (
+    DEAD_LETTERED_MARK,
+    BusMetrics,
+    DeliverySink,
+    seconds_since,
+)
 from wowevent_kombu.testing import TestBus
 
 
@@ -59,8 +68,12 @@ def test_publishes_unroutables_and_outcomes_are_counted(
     count = "wowevent_handler_duration_seconds_count"
     assert value(registry, count, **ex, subscriber="billing") == 2
     assert (
-        value(registry, "wowevent_end_to_end_latency_seconds_count", **ex, subscriber="flaky") == 4
-    )
+        value(
+            registry, "wowevent_end_to_end_latency_seconds_count",
+            **ex, subscriber="flaky", replayed="false",
+        )
+        == 4
+    )  # fmt: skip
 
 
 def test_invalid_events_count_as_publish_validation_failures(
@@ -113,9 +126,49 @@ def test_failure_outcomes(exc: BaseException, event_known: bool, mark: bool, out
     assert consume == (1 if isinstance(exc, InvalidEventError) else None)
 
 
-def test_latency_is_never_negative_under_clock_skew() -> None:
-    from datetime import UTC, datetime, timedelta
+class Sink(DeliverySink):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, float | None, float | None]] = []
 
+    def record(self, subscriber: str, outcome: str, delivery: Any, end_to_end: Any) -> None:
+        self.seen.append((subscriber, outcome, delivery, end_to_end))
+
+
+@pytest.mark.parametrize("resent", [None, "now", True, "2026-01-01", float("nan")])
+def test_a_resent_delivery_is_timed_from_its_re_publish_apart_from_first_deliveries(
+    resent: object,
+) -> None:
+    registry = CollectorRegistry()
+    sink = Sink()
+    middleware = MetricsMiddleware(BusMetrics(registry, "x"), sink)
+    task = FakeTask()
+    hour_old = Event(type="order.placed", data={}, time=datetime.now(UTC) - timedelta(hours=1))
+    if resent is not None:
+        setattr(task.request, RESENT_HEADER, time.time() if resent == "now" else resent)
+    middleware.before_handle(task, hour_old)  # type: ignore[arg-type]
+    middleware.after_handle(task, hour_old, result=None, exc=None)  # type: ignore[arg-type]
+    middleware.on_success(task, hour_old, None)  # type: ignore[arg-type]
+    replayed = resent == "now"  # a header that is not a finite number is not trusted
+    labels = {"exchange": "x", "subscriber": "sub"}
+    for flag in ("true", "false"):
+        within = registry.get_sample_value(
+            "wowevent_end_to_end_latency_seconds_bucket", {**labels, "replayed": flag, "le": "60.0"}
+        )
+        total = registry.get_sample_value(
+            "wowevent_end_to_end_latency_seconds_count", {**labels, "replayed": flag}
+        )
+        if (flag == "true") == replayed:
+            assert (within, total) == ((1.0, 1.0) if replayed else (0.0, 1.0))
+        else:
+            assert total is None
+    ((name, outcome, delivery, end_to_end),) = sink.seen
+    assert (name, outcome) == ("sub", "succeeded")
+    # The window behind status and health holds first deliveries' latency only.
+    assert (delivery is None) == replayed
+    assert (end_to_end is None) == replayed
+
+
+def test_latency_is_never_negative_under_clock_skew() -> None:
     future = datetime.now(UTC) + timedelta(seconds=5)
     assert seconds_since(future, datetime.now(UTC).timestamp()) == 0.0
 

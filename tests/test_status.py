@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from wowevent_kombu import EventBus, HealthRules
 from wowevent_kombu.brokers.redis.connection import make_client
 from wowevent_kombu.cli import cli
-from wowevent_kombu.core import names as names_module
+from wowevent_kombu.core import wire
+from wowevent_kombu.core.event import Event
+from wowevent_kombu.deadletters.record import Attempt, DeadLetter
 from wowevent_kombu.observability.collector import ClusterCollector
 from wowevent_kombu.observability.status import ClusterReader, oldest_event_age
 from wowevent_kombu.observability.window import WindowRecorder
@@ -50,28 +52,51 @@ def test_backlog_oldest_age_and_log_length(redis_url: str, exchange: str) -> Non
     assert age is not None
     assert 90 <= age < 120
     assert subs["billing"].health == "unhealthy"  # events wait and no worker consumes
-    assert subs["billing"].dlq_size is None  # no dead-letter key exists
+    assert subs["billing"].dlq_size == 0  # nothing dead-lettered
     assert status.log_length == 3
     doc = json.loads(json.dumps(status.as_dict()))
     assert doc["subscribers"][0]["subscriber"] == "audit"
     bus.close()
 
 
-def test_dead_letter_key_is_read_when_names_defines_it(
-    redis_url: str, exchange: str, redis_client: redis.Redis, monkeypatch: Any
+def test_dead_letters_are_counted_per_subscriber_from_the_store(
+    redis_url: str, exchange: str
 ) -> None:
     bus = make_bus(redis_url, exchange)
-    monkeypatch.setattr(names_module, "dlq_key", lambda ex, sub: f"{ex}:dlq:{sub}", raising=False)
-    redis_client.xadd(f"{exchange}:dlq:billing", {"a": "1"})
-    redis_client.xadd(f"{exchange}:dlq:billing", {"a": "2"})
+    event = Event(type="order.placed", data={}, source="test")
+    for number, subscriber in ((1, "billing"), (2, "billing"), (3, "gone")):
+        bus.dead_letters.write(
+            DeadLetter(
+                id=f"rec-{number}", subscriber=subscriber, event_id=event.id,
+                event_type=event.type, event=event.to_cloudevent(), reason="exhausted",
+                attempts=(Attempt(1, "ValueError", "no", "", 1_700_000_000.0 + number),),
+            )
+        )  # fmt: skip
     reader = ClusterReader(make_client(bus.settings), exchange, HealthRules())
     subs = {s.name: s for s in reader.snapshot().subscribers}
-    assert (subs["billing"].dlq_size, subs["audit"].dlq_size) == (2, None)
+    assert (subs["billing"].dlq_size, subs["audit"].dlq_size) == (2, 0)
     registry = CollectorRegistry()
     registry.register(ClusterCollector(reader))
     text = generate_latest(registry).decode()
     assert f'wowevent_dlq_events{{exchange="{exchange}",subscriber="billing"}} 2.0' in text
+    assert f'wowevent_dlq_events{{exchange="{exchange}",subscriber="audit"}} 0.0' in text
+    assert 'subscriber="gone"' not in text  # not bound: not a subscriber of the status
     assert f'wowevent_bound_subscribers{{exchange="{exchange}"}} 2.0' in text
+    runner = CliRunner()
+    args = ["--broker", redis_url, "--exchange", exchange]
+    doc = json.loads(runner.invoke(cli, [*args, "--json", "status"]).output)
+    assert {s["subscriber"]: s["dlq_size"] for s in doc["subscribers"]} == {
+        "audit": 0,
+        "billing": 2,
+    }
+    table = runner.invoke(cli, [*args, "status"]).output.splitlines()
+    head = table[0]
+    billing = next(line for line in table if line.startswith("billing "))
+    # Every right-aligned column ends where its title ends.
+    for title, value in (("BACKLOG", "0"), ("DLQ", "2")):
+        end = head.index(title) + len(title)
+        assert billing[end - len(value) : end] == value, (head, billing)
+    assert billing.endswith(" 2")
     bus.close()
 
 
@@ -101,6 +126,21 @@ def test_oldest_event_age_ignores_what_it_cannot_read() -> None:
     assert oldest_event_age(None, time.time()) is None
     assert oldest_event_age(b"not json", time.time()) is None
     assert oldest_event_age(b'{"body": "e30=", "properties": {}}', time.time()) is None
+
+
+def test_a_replayed_delivery_waits_from_its_re_publish_not_its_event_time() -> None:
+    old = Event(type="order.placed", data={}, time=datetime.now(UTC) - timedelta(hours=1))
+    prepared = wire.prepare(json.dumps(old.to_cloudevent()), event_type=old.type)
+    now = time.time()
+    first, replayed = (
+        wire.task_message(
+            prepared, task="billing", task_id="t", queue="q", sender="s", replay=again,
+            resent_at=now - 2 if again else None,
+        )
+        for again in (False, True)
+    )  # fmt: skip
+    assert 3599 <= (oldest_event_age(first, now) or 0) <= 3601
+    assert oldest_event_age(replayed, now) == 2
 
 
 def test_status_command_table_and_json(redis_url: str, exchange: str) -> None:

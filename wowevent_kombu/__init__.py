@@ -49,6 +49,7 @@ from wowevent_kombu.log.replay import ReplayReport
 from wowevent_kombu.observability.health import HealthRules
 from wowevent_kombu.observability.metrics import BusMetrics, MetricsMiddleware
 from wowevent_kombu.observability.telemetry import instrument
+from wowevent_kombu.observability.tracing import enable_tracing
 from wowevent_kombu.schemas.record import SchemaRecord
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.schema import EventSchema
@@ -113,6 +114,7 @@ __all__ = [
     "Violation",
     "WowEventError",
     "backoff_delays",
+    "enable_tracing",
     "exponential_retries",
     "instrument",
 ]

@@ -37,6 +37,7 @@ from wowevent_kombu.worker.subscriber import (
 if TYPE_CHECKING:
     from wowevent_kombu.log.replay import ReplayReport
     from wowevent_kombu.observability.metrics import BusMetrics
+    from wowevent_kombu.observability.tracing import BusTracing
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -127,6 +128,8 @@ class EventBus:
         self._log: EventLog | None = None
         self.metrics: BusMetrics | None = None
         """Counts publishes when set (see ``telemetry.instrument``)."""
+        self.tracing: BusTracing | None = None
+        """Traces publishes when set (see ``tracing.enable_tracing``)."""
         self._dead_letters = DeadLettering(
             enabled=dead_lettering,
             retention=dead_letter_retention,
@@ -145,6 +148,7 @@ class EventBus:
             transport=lambda: self.transport,
             metrics=lambda: self.metrics,
             schemas=lambda: (self.schemas, self.require_schemas),
+            tracing=lambda: self.tracing,
         )
         self._async = AsyncPublishing(
             self._publisher, lambda: self.settings, lambda: self.transport

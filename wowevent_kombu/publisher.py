@@ -23,6 +23,7 @@ from wowevent_kombu.schemas.registry import SchemaRegistry
 
 if TYPE_CHECKING:
     from wowevent_kombu.observability.metrics import BusMetrics
+    from wowevent_kombu.observability.tracing import BusTracing
 
 AsyncSend = Callable[..., Awaitable[list[tuple[str, ...]]]]
 """``await send(batch, mandatory=...)``: an async transport's ``send``."""
@@ -53,6 +54,7 @@ class Publisher:
         metrics: Returns the bus's metrics, or ``None`` when it is not instrumented.
         schemas: Returns the schema registry to validate against, if any, and whether events
             whose type has no registered schema are refused.
+        tracing: Returns the bus's tracing, or ``None`` when it is not traced.
     """
 
     def __init__(
@@ -63,12 +65,14 @@ class Publisher:
         transport: Callable[[], Transport],
         metrics: Callable[[], BusMetrics | None],
         schemas: Callable[[], tuple[SchemaRegistry | None, bool]],
+        tracing: Callable[[], BusTracing | None] = lambda: None,
     ) -> None:
         self._source = source
         self._settings = settings
         self._transport = transport
         self._metrics = metrics
         self._schemas = schemas
+        self._tracing = tracing
 
     def build(
         self,
@@ -116,8 +120,20 @@ class Publisher:
         self, events: Iterable[Event], *, mandatory: bool, send: AsyncSend
     ) -> list[Event]:
         """:meth:`publish_many` with the broker call awaited through ``send``."""
-        batch = self.prepare_all(events)
-        return self.published(batch, await send(batch, mandatory=mandatory))
+        tracing = self._tracing()
+        if tracing is None:
+            batch = self.prepare_all(events)
+            return self.published(batch, await send(batch, mandatory=mandatory))
+        # The span is current in this task only (contextvars), across the await.
+        span, token, traced = tracing.start_publish(list(events))
+        try:
+            batch = self.prepare_all(traced)
+            sent = self.published(batch, await send(batch, mandatory=mandatory))
+        except BaseException as exc:
+            tracing.end_publish((span, token), exc)
+            raise
+        tracing.end_publish((span, token), None)
+        return sent
 
     def publish_reaching(
         self,
@@ -141,6 +157,21 @@ class Publisher:
         self, events: Iterable[Event], *, mandatory: bool
     ) -> list[tuple[Event, tuple[str, ...]]]:
         """:meth:`publish_many`, returning each event as sent with the queues it reached."""
+        tracing = self._tracing()
+        if tracing is None:
+            return self._send(events, mandatory)
+        span, token, traced = tracing.start_publish(list(events))
+        try:
+            sent = self._send(traced, mandatory)
+        except BaseException as exc:
+            tracing.end_publish((span, token), exc)
+            raise
+        tracing.end_publish((span, token), None)
+        return sent
+
+    def _send(
+        self, events: Iterable[Event], mandatory: bool
+    ) -> list[tuple[Event, tuple[str, ...]]]:
         batch = self.prepare_all(events)
         routes = self._transport().send(batch, mandatory=mandatory)
         return list(zip(self.published(batch, routes), routes, strict=True))

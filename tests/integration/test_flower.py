@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import ROOT, Worker, wait_for
 from tests.integration.serving import app_env, free_port
 from tests.integration.test_observability import publisher
+from wowevent_kombu.core import names as task_names
 
 pytestmark = pytest.mark.integration
 
@@ -44,32 +45,47 @@ def test_flower_lists_subscriber_tasks_with_their_states(
     base = f"http://127.0.0.1:{port}"
     bus = publisher(redis_url, exchange)
     try:
+        # Flower sees only task events sent while it is connected, and a log line or an HTTP
+        # answer does not say it is. A probe delivery that Flower lists whole (received, so
+        # named, and succeeded) does: every task published after that one is seen from start.
+        probes: set[str] = set()
 
-        def listening() -> bool:
+        def receiving() -> bool:
             if flower.poll() is not None:
                 raise AssertionError(f"flower exited:\n{log.read_text()}")
-            return "Visit me at" in log.read_text() or bool(tasks(base) or _answers(base))
+            listed = tasks(base)
+            if any(
+                listed.get(i, {}).get("name") == "ok" and listed[i].get("state") == "SUCCESS"
+                for i in probes
+            ):
+                return True
+            probe = bus.publish("obs.ok", {"probe": len(probes)})
+            probes.add(task_names.task_id(probe.id, "ok"))
+            return False
 
-        wait_for(listening, 30, 0.1, "Flower to listen")
-        # Flower sees only events sent while it is connected: publish until it has seen both.
-        events = {"ok": "obs.ok", "doomed": "obs.doomed", "flaky": "obs.flaky"}
-        data = {"ok": {}, "doomed": {}, "flaky": {"fail_times": 1}}
+        wait_for(receiving, 60, 0.25, "Flower to receive the worker's task events")
+        workload = {
+            "ok": bus.publish("obs.ok", {}),
+            "doomed": bus.publish("obs.doomed", {}),
+            "flaky": bus.publish("obs.flaky", {"fail_times": 1}),
+        }
+        ids = {name: task_names.task_id(event.id, name) for name, event in workload.items()}
         wanted = {"ok": "SUCCESS", "doomed": "FAILURE", "flaky": "SUCCESS"}
 
-        def shown() -> dict[str, Any] | None:
+        def shown() -> dict[str, dict[str, Any]] | None:
             listed = tasks(base)
-            states = {(t.get("name"), t.get("state")) for t in listed.values()}
-            missing = [n for n, s in wanted.items() if (n, s) not in states]
-            for name in missing:
-                bus.publish(events[name], data[name])
-            return None if missing else listed
+            got = {name: listed.get(task_id, {}) for name, task_id in ids.items()}
+            states = {name: task.get("state") for name, task in got.items()}
+            return got if states == wanted else None
 
-        listed = wait_for(shown, 30, 0.5, "Flower to list the subscriber tasks")
-        flaky = [t for t in listed.values() if t["name"] == "flaky" and t["state"] == "SUCCESS"]
-        assert flaky[0]["retries"] == 1
-        assert "obs.flaky" in flaky[0]["kwargs"]
-        names = {t["name"] for t in listed.values()}
-        assert names <= {"ok", "doomed", "flaky", "toggle", "slow"}
+        try:
+            listed = wait_for(shown, 30, 0.2, "Flower to list the subscriber deliveries")
+        except AssertionError:
+            raise AssertionError(f"Flower lists {tasks(base)} for {ids}") from None
+        # Each delivery under its subscriber's task name, with its retry and its event.
+        assert {name: task["name"] for name, task in listed.items()} == {n: n for n in ids}
+        assert listed["flaky"]["retries"] == 1
+        assert "obs.flaky" in listed["flaky"]["kwargs"]
     finally:
         bus.close()
         flower.terminate()
@@ -79,11 +95,3 @@ def test_flower_lists_subscriber_tasks_with_their_states(
             flower.kill()
             flower.wait()
         out.close()
-
-
-def _answers(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/healthcheck", timeout=2) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False

@@ -30,27 +30,43 @@ def _ms(value: float | None) -> str:
     return f"{value * 1000:.1f}" if value < 10 else f"{value:.0f}s"
 
 
+_COLUMNS = (
+    ("SUBSCRIBER", "<"), ("HEALTH", "<"), ("EV/S", ">"), ("DELIVERY p50/p95/p99 ms", ">"),
+    ("END-TO-END p50/p95/p99 ms", ">"), ("BACKLOG", ">"), ("OLDEST", ">"), ("DLQ", ">"),
+)  # fmt: skip
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(
+        f"{cell:{align}{width}}"
+        for cell, width, (_, align) in zip(cells, widths, _COLUMNS, strict=True)
+    ).rstrip()
+
+
 def status_table(status: ClusterStatus) -> str:
-    """The human form of a cluster snapshot."""
+    """The human form of a cluster snapshot: columns as wide as their widest cell."""
     if not status.subscribers:
         return f"no subscribers are bound on exchange {status.exchange!r}"
-    head = (
-        f"{'SUBSCRIBER':<24} {'HEALTH':<10} {'EV/S':>7} {'DELIVERY p50/p95/p99 ms':>24} "
-        f"{'END-TO-END p50/p95/p99 ms':>26} {'BACKLOG':>7} {'OLDEST':>7} {'DLQ':>5}"
-    )
-    lines = [head]
+    rows: list[tuple[list[str], list[str]]] = []
     for sub in status.subscribers:
         d = sub.window.latency("delivery")
         e = sub.window.latency("end_to_end")
         oldest = "-" if sub.oldest_age is None else f"{sub.oldest_age:.0f}s"
-        dlq = "-" if sub.dlq_size is None else str(sub.dlq_size)
-        lines.append(
-            f"{sub.name:<24} {sub.health:<10} {sub.window.throughput:>7.1f} "
-            f"{'/'.join(_ms(d[k]) for k in ('p50', 'p95', 'p99')):>24} "
-            f"{'/'.join(_ms(e[k]) for k in ('p50', 'p95', 'p99')):>26} "
-            f"{sub.backlog:>7} {oldest:>7} {dlq:>5}"
-        )
-        lines.extend(f"{'':<24} - {reason}" for reason in sub.reasons)
+        cells = [
+            sub.name, sub.health, f"{sub.window.throughput:.1f}",
+            "/".join(_ms(d[k]) for k in ("p50", "p95", "p99")),
+            "/".join(_ms(e[k]) for k in ("p50", "p95", "p99")),
+            str(sub.backlog), oldest, str(sub.dlq_size),
+        ]  # fmt: skip
+        rows.append((cells, sub.reasons))
+    head = [title for title, _ in _COLUMNS]
+    widths = [
+        max(len(c) for c in column) for column in zip(head, *(r for r, _ in rows), strict=True)
+    ]
+    lines = [_row(head, widths)]
+    for cells, reasons in rows:
+        lines.append(_row(cells, widths))
+        lines.extend(f"  - {reason}" for reason in reasons)
     log_length = "-" if status.log_length is None else str(status.log_length)
     lines.append(
         f"window {status.window_seconds:g} s · {len(status.workers)} live worker(s) · "

@@ -26,6 +26,7 @@ from wowevent_kombu.core.errors import EventValidationError, InvalidSchemaError,
 from wowevent_kombu.core.event import Event, decode_json
 from wowevent_kombu.core.names import DEFAULT_EXCHANGE
 from wowevent_kombu.core.settings import DEFAULT_BROKER_URL
+from wowevent_kombu.schemas.catalogue import asyncapi_document
 from wowevent_kombu.schemas.compatibility import DEFAULT_MODE, MODES
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.schema import EventSchema, describe_violations
@@ -224,4 +225,29 @@ def validate(
     obj.emit(
         {"valid": True, "type": event_type, "version": checked.schema_version, "violations": []},
         f"valid against {event_type} {checked.schema_version}",
+    )
+
+
+@schemas.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the document here (default: standard output).")  # fmt: skip
+@click.option("--doc-version", default="1.0.0", show_default=True,
+              help="The catalogue's own version (info.version).")  # fmt: skip
+@namespace_option
+@pass_ctx
+@schema_errors
+def asyncapi(obj: CliContext, output: Path | None, doc_version: str, namespace: str | None) -> None:
+    """Write the AsyncAPI 3.0 catalogue: event types, every schema version, the subscribers."""
+    bus = obj.bus()
+    document = asyncapi_document(bus, registry=open_registry(obj, namespace), version=doc_version)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(
+        f"wrote {output}: {len(document['channels'])} channel(s), "
+        f"{len(document['components']['messages'])} message(s), "
+        f"{len(document['operations'])} operation(s)",
+        err=True,
     )

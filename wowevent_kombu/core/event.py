@@ -25,7 +25,10 @@ _WORD = re.compile(r"[A-Za-z0-9_\-]+")
 # Unicode noncharacters.
 _NONCHARACTERS = "".join(rf"\U{plane:04X}FFFE\U{plane:04X}FFFF" for plane in range(17))
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + _NONCHARACTERS + "]")
-_STRING_FIELDS = ("subject", "correlation_id", "causation_id", "schema_version", "dataschema")
+_STRING_FIELDS = (
+    "subject", "correlation_id", "causation_id", "schema_version", "dataschema",
+    "traceparent", "tracestate",
+)  # fmt: skip
 
 # CloudEvents attribute name -> Python field name, for the optional attributes and extensions.
 _OPTIONAL = {
@@ -34,6 +37,9 @@ _OPTIONAL = {
     "correlationid": "correlation_id",
     "causationid": "causation_id",
     "schemaversion": "schema_version",
+    # The CloudEvents distributed-tracing extension (W3C Trace Context).
+    "traceparent": "traceparent",
+    "tracestate": "tracestate",
 }
 _REQUIRED = ("id", "source", "type", "specversion")
 _KNOWN = {*_REQUIRED, "time", "datacontenttype", "data", *_OPTIONAL}
@@ -160,6 +166,10 @@ class Event:
         schema_version: The version of the event type's schema the data follows.
         dataschema: URI of that schema, when there is one.
         datacontenttype: Always ``application/json`` on this bus.
+        traceparent: W3C Trace Context of the span that published the event (the CloudEvents
+            distributed-tracing extension); set at publish when tracing is enabled
+            (:func:`wowevent_kombu.observability.tracing.enable_tracing`).
+        tracestate: The vendor part of that trace context, when there is one.
         replayed: True when the delivery came from a replay of the event log (not part of the
             CloudEvent; it describes the delivery, not the event).
     """
@@ -175,6 +185,8 @@ class Event:
     schema_version: str | None = None
     dataschema: str | None = None
     datacontenttype: str = DEFAULT_CONTENT_TYPE
+    traceparent: str | None = None
+    tracestate: str | None = None
     replayed: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self) -> None:

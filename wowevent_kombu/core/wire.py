@@ -25,6 +25,10 @@ EVENT_KWARG = "event"
 REPLAY_HEADER = "wowevent_replay"
 """Message header marking a delivery made by a replay of the log."""
 
+RESENT_HEADER = "wowevent_resent_at"
+"""Message header of a replay's or a dead-letter re-drive's delivery: epoch seconds when it was
+re-published. Latency of such a delivery is measured from it, not from the (old) event time."""
+
 KWARGSREPR_LIMIT = 1024
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
@@ -102,14 +106,18 @@ def task_message(
     queue: str,
     sender: str,
     replay: bool = False,
+    resent_at: float | None = None,
 ) -> str:
     """One subscriber's copy: a complete Kombu/Redis envelope as JSON text.
 
     ``task``, ``task_id`` and ``queue`` are restricted to JSON-safe characters by their
-    validators, so they are stamped in without escaping.
+    validators, so they are stamped in without escaping. ``replay`` marks a replay of the log;
+    ``resent_at`` (epoch seconds) marks any re-publish, replay or re-drive.
     """
     delivery_tag = _DELIVERY_TAGS.next()
     extra = f',"{REPLAY_HEADER}":true' if replay else ""
+    if resent_at is not None:
+        extra += f',"{RESENT_HEADER}":{resent_at!r}'
     return (
         f'{{"body":"{prepared.body}","content-encoding":"utf-8",'
         f'"content-type":"application/json","headers":{{"lang":"py","task":"{task}",'

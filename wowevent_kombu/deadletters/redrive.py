@@ -9,6 +9,7 @@ removal are one script. :class:`~wowevent_kombu.deadletters.store.DeadLetterStor
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -152,4 +153,5 @@ class Redriver:
             ),
             queue=names.queue_name(self.exchange, record.subscriber),
             sender=self._sender,
+            resent_at=time.time(),
         )

@@ -206,16 +206,17 @@ class DeadLetterStore:
             return int(self._client.zcount(self._index, lo, hi))
         return sum(1 for _ in self._scan(flt))
 
+    def count_by_subscriber(self) -> dict[str, int]:
+        """Records kept per subscriber (subscribers with none are absent), read from the index.
+
+        Reads every record, ``CHUNK`` per round trip: the cost grows with the store's size,
+        which retention (:meth:`trim`) bounds.
+        """
+        return self._totals()[1]
+
     def stats(self) -> dict[str, Any]:
         """Totals by subscriber and by reason, and the oldest and newest failure times."""
-        by_subscriber: dict[str, int] = {}
-        by_reason: dict[str, int] = dict.fromkeys(REASONS, 0)
-        total = 0
-        for _, data in self._scan(DeadLetterFilter()):
-            total += 1
-            subscriber, reason = data["subscriber"], data["reason"]
-            by_subscriber[subscriber] = by_subscriber.get(subscriber, 0) + 1
-            by_reason[reason] = by_reason.get(reason, 0) + 1
+        total, by_subscriber, by_reason = self._totals()
         ends = [
             self._client.zrange(self._index, 0, 0, withscores=True),
             self._client.zrange(self._index, -1, -1, withscores=True),
@@ -228,6 +229,17 @@ class DeadLetterStore:
             "oldest": oldest,
             "newest": newest,
         }
+
+    def _totals(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        by_subscriber: dict[str, int] = {}
+        by_reason: dict[str, int] = dict.fromkeys(REASONS, 0)
+        total = 0
+        for _, data in self._scan(DeadLetterFilter()):
+            total += 1
+            subscriber, reason = data["subscriber"], data["reason"]
+            by_subscriber[subscriber] = by_subscriber.get(subscriber, 0) + 1
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        return total, by_subscriber, by_reason
 
     def _scan(
         self, flt: DeadLetterFilter, after: tuple[float, str] | None = None

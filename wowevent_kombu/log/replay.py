@@ -335,6 +335,7 @@ class Replayer:
         prepared = wire.prepare(raw.json, event_type=raw.type)
         event_id = str(raw.document.get("id"))
         tag = f"replay:{replay_id}"
+        now = time.time()
         for target in chosen:
             batch.pushes.setdefault(target.queue, []).append(
                 wire.task_message(
@@ -344,6 +345,7 @@ class Replayer:
                     queue=target.queue,
                     sender=self.sender,
                     replay=True,
+                    resent_at=now,
                 )
             )
             batch.delivered[target.name] = batch.delivered.get(target.name, 0) + 1

@@ -73,8 +73,7 @@ class ClusterCollector(Collector):
             key = [exchange, sub.name]
             depth.add_metric(key, sub.backlog)
             age.add_metric(key, sub.oldest_age or 0.0)
-            if sub.dlq_size is not None:
-                dlq.add_metric(key, sub.dlq_size)
+            dlq.add_metric(key, sub.dlq_size)
             consumers.add_metric(key, sub.consumers)
             for state in STATES:
                 health.add_metric([*key, state], 1.0 if state == sub.health else 0.0)

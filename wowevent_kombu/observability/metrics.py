@@ -6,10 +6,16 @@ Celery's prefork pool each pool child counts in its own process: run the worker 
 worker's metrics port adds up (see :mod:`wowevent_kombu.observability.telemetry`). Cluster-wide
 gauges (queue depth, oldest waiting event, DLQ size) are not here: they are read from Redis at
 scrape time by :class:`wowevent_kombu.observability.collector.ClusterCollector`.
+
+Latency histograms carry a ``replayed`` label: ``"false"`` for first deliveries (and their
+retries), measured from the event's time; ``"true"`` for deliveries re-published by a replay of
+the log or a dead-letter re-drive, measured from their re-publish, since the event time of a
+day-old event says nothing about how fast the bus is now.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +25,7 @@ from celery.exceptions import Reject
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from wowevent_kombu.core.errors import EventValidationError, InvalidEventError
+from wowevent_kombu.core.wire import RESENT_HEADER
 from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware
 
@@ -82,28 +89,33 @@ class BusMetrics:
         )  # fmt: skip
         self.delivery_latency = Histogram(
             "wowevent_delivery_latency_seconds",
-            "Event time to handler start (includes queueing and retry delays).",
-            per_sub, registry=registry, buckets=LATENCY_BUCKETS,
+            "Event time (replayed: re-publish time) to handler start, retry delays included.",
+            [*per_sub, "replayed"], registry=registry, buckets=LATENCY_BUCKETS,
         )  # fmt: skip
         self.end_to_end_latency = Histogram(
-            "wowevent_end_to_end_latency_seconds", "Event time to handler done.",
-            per_sub, registry=registry, buckets=LATENCY_BUCKETS,
+            "wowevent_end_to_end_latency_seconds",
+            "Event time (replayed: re-publish time) to handler done.",
+            [*per_sub, "replayed"], registry=registry, buckets=LATENCY_BUCKETS,
         )  # fmt: skip
 
         # Labelled children, looked up once per subscriber (and outcome): prometheus-client's
         # ``labels()`` validates and locks on every call, a fifth of the per-delivery hooks.
-        self._timings: dict[str, tuple[Any, Any, Any]] = {}
+        self._timings: dict[tuple[str, bool], tuple[Any, Any, Any]] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
 
-    def timings(self, subscriber: str) -> tuple[Any, Any, Any]:
-        """``subscriber``'s delivery latency, handler duration and end-to-end histograms."""
-        found = self._timings.get(subscriber)
+    def timings(self, subscriber: str, replayed: bool = False) -> tuple[Any, Any, Any]:
+        """``subscriber``'s delivery latency, handler duration and end-to-end histograms.
+
+        ``replayed`` picks the latency series of re-published deliveries (replays, re-drives).
+        """
+        found = self._timings.get((subscriber, replayed))
         if found is None:
             labels = (self.exchange, subscriber)
-            found = self._timings[subscriber] = (
-                self.delivery_latency.labels(*labels),
+            flag = "true" if replayed else "false"
+            found = self._timings[(subscriber, replayed)] = (
+                self.delivery_latency.labels(*labels, flag),
                 self.handler_duration.labels(*labels),
-                self.end_to_end_latency.labels(*labels),
+                self.end_to_end_latency.labels(*labels, flag),
             )
         return found
 
@@ -132,6 +144,20 @@ def seconds_since(moment: datetime, now: float) -> float:
     return max(0.0, now - moment.timestamp())
 
 
+def resent_at(request: Any) -> float | None:
+    """Epoch seconds when a replay or re-drive re-published this delivery; ``None`` for a
+    first delivery (or a header that is not a finite number)."""
+    value = getattr(request, RESENT_HEADER, None)
+    if value is None:
+        # A worker sets custom message headers as request attributes; an eager apply (the
+        # test double) leaves them in ``request.headers``.
+        headers = getattr(request, "headers", None)
+        value = headers.get(RESENT_HEADER) if isinstance(headers, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 class MetricsMiddleware(Middleware):
     """Times every delivery and counts its outcome into a :class:`BusMetrics`.
 
@@ -147,9 +173,11 @@ class MetricsMiddleware(Middleware):
         now = time.time()
         context = context_of(task.request)
         context.timer = (now, time.perf_counter())
-        latency = seconds_since(event.time, now)
+        resent = resent_at(task.request)
+        context.resent_at = resent
+        latency = seconds_since(event.time, now) if resent is None else max(0.0, now - resent)
         context.delivery_latency = latency
-        self.metrics.timings(task.wowevent_subscriber)[0].observe(latency)
+        self.metrics.timings(task.wowevent_subscriber, resent is not None)[0].observe(latency)
 
     def after_handle(
         self, task: DeliveryTask, event: Event, *, result: Any, exc: BaseException | None
@@ -160,9 +188,11 @@ class MetricsMiddleware(Middleware):
             return
         name = task.wowevent_subscriber
         duration = time.perf_counter() - started[1]
-        end_to_end = seconds_since(event.time, started[0] + duration)
+        done = started[0] + duration
+        resent = context.resent_at
+        end_to_end = seconds_since(event.time, done) if resent is None else max(0.0, done - resent)
         context.end_to_end = end_to_end
-        _, handler, whole = self.metrics.timings(name)
+        _, handler, whole = self.metrics.timings(name, resent is not None)
         handler.observe(duration)
         whole.observe(end_to_end)
         if isinstance(exc, Reject):
@@ -199,7 +229,11 @@ class MetricsMiddleware(Middleware):
         self.metrics.record_outcome(name, outcome)
         if self.sink is not None:
             context = context_of(task.request)
-            self.sink.record(name, outcome, context.delivery_latency, context.end_to_end)
+            if context.resent_at is not None:
+                # The window (status, health) shows first deliveries' latency only.
+                self.sink.record(name, outcome, None, None)
+            else:
+                self.sink.record(name, outcome, context.delivery_latency, context.end_to_end)
 
 
 class DeliverySink:

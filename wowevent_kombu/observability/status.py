@@ -1,9 +1,10 @@
 """The cluster view read from Redis: backlog, oldest waiting event, DLQ, workers, health.
 
 One :class:`ClusterReader` call costs a few pipelined round trips however many subscribers are
-bound, which is what lets ``/metrics`` read it on every scrape. The dead-letter queue and the event
-log are read by the key names :mod:`wowevent_kombu.core.names` gives, only when those keys exist,
-whatever Redis type they have.
+bound (plus one per thousand dead-letter records), which is what lets ``/metrics`` read it on every
+scrape. Dead-letter counts come from the dead-letter store itself
+(:meth:`~wowevent_kombu.deadletters.store.DeadLetterStore.count_by_subscriber`), the event log's
+length from the key :mod:`wowevent_kombu.core.names` gives, only when that key exists.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from wowevent_kombu.core import names, wire
 from wowevent_kombu.core.errors import InvalidEventError
 from wowevent_kombu.core.event import parse_time
 from wowevent_kombu.core.topology import BindingTable
-from wowevent_kombu.core.wire import EVENT_KWARG
+from wowevent_kombu.core.wire import EVENT_KWARG, RESENT_HEADER
+from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.observability.health import HealthRules, judge
 from wowevent_kombu.observability.window import WindowStats, read_windows
 
@@ -63,7 +65,7 @@ class SubscriberStatus:
     patterns: list[str]
     backlog: int
     oldest_age: float | None
-    dlq_size: int | None
+    dlq_size: int
     consumers: int
     window: WindowStats
     health: str
@@ -113,27 +115,22 @@ class ClusterStatus:
 
 
 def oldest_event_age(raw: bytes | str | None, now: float) -> float | None:
-    """Seconds since the event time of a queued task message; ``None`` if it has none."""
+    """Seconds a queued task message has waited; ``None`` if it tells no time.
+
+    Measured from the event time, or from the re-publish of a replayed or re-driven delivery
+    (a replay of day-old events is not a day-old backlog).
+    """
     if raw is None:
         return None
     try:
-        body = wire.decode_task_message(raw)["decoded_body"]
-        moment = parse_time(body[1][EVENT_KWARG]["time"])
-    except (ValueError, KeyError, IndexError, TypeError, InvalidEventError):
+        envelope = wire.decode_task_message(raw)
+        resent = envelope.get("headers", {}).get(RESENT_HEADER)
+        if isinstance(resent, int | float) and not isinstance(resent, bool):
+            return max(0.0, now - float(resent))
+        moment = parse_time(envelope["decoded_body"][1][EVENT_KWARG]["time"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, InvalidEventError):
         return None
     return max(0.0, now - moment.timestamp())
-
-
-def dlq_key(exchange: str, subscriber: str) -> str | None:
-    """The dead-letter key of a subscriber, if this version of :mod:`names` defines one."""
-    for attribute in ("dlq_key", "deadletter_key", "dead_letter_key"):
-        make = getattr(names, attribute, None)
-        if callable(make):
-            try:
-                return str(make(exchange, subscriber))
-            except TypeError:
-                return None
-    return None
 
 
 class ClusterReader:
@@ -151,6 +148,8 @@ class ClusterReader:
         self.rules = rules
         self._lengths = client.register_script(_LENGTHS)
         self._table = BindingTable(client, exchange)
+        # Only counted here: nothing is re-driven through it, so no subscriber is known.
+        self._dead_letters = DeadLetterStore(client, exchange, known_subscribers=tuple)
 
     def bindings(self) -> dict[str, list[str]]:
         """Subscriber name -> bound patterns (``wowevent tail`` queues left out)."""
@@ -187,25 +186,22 @@ class ClusterReader:
         bound = self.bindings()
         chosen = sorted(bound if only is None else [n for n in only if n in bound])
         queues = [names.queue_name(self.exchange, n) for n in chosen]
-        dlq_keys = [dlq_key(self.exchange, n) for n in chosen]
-        length_keys = [names.log_key(self.exchange), *[k for k in dlq_keys if k]]
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(queue)
             pipe.lindex(queue, -1)
-        lengths = [int(n) for n in self._lengths(keys=length_keys)]
+        (log_length,) = [int(n) for n in self._lengths(keys=[names.log_key(self.exchange)])]
+        dead = self._dead_letters.count_by_subscriber()
         replies = pipe.execute() if queues else []
         workers = self.workers(now)
         windows = read_windows(
             self.client, self.exchange, chosen,
             window_seconds=window, bucket_seconds=self.rules.bucket_seconds, now=now,
         )  # fmt: skip
-        dlq_sizes = iter(lengths[1:])
         subscribers = []
         for index, name in enumerate(chosen):
             backlog = int(replies[2 * index])
             age = oldest_event_age(replies[2 * index + 1], now) if backlog else None
-            size = next(dlq_sizes) if dlq_keys[index] else -1
             consumers = sum(1 for w in workers if queues[index] in w.queues)
             stats = windows[name]
             health, reasons = judge(
@@ -213,11 +209,11 @@ class ClusterReader:
                 backlog=backlog, oldest_age=age, consumers=consumers,
             )  # fmt: skip
             entry = SubscriberStatus(
-                name, bound[name], backlog, age, size if size >= 0 else None,
+                name, bound[name], backlog, age, dead.get(name, 0),
                 consumers, stats, health, reasons,
             )  # fmt: skip
             subscribers.append(entry)
         return ClusterStatus(
             self.exchange, window, subscribers, workers,
-            lengths[0] if lengths[0] >= 0 else None, now,
+            log_length if log_length >= 0 else None, now,
         )  # fmt: skip

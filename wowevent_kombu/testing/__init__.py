@@ -218,7 +218,10 @@ class TestBus(EventBus):
             result = sub.task.apply(
                 kwargs=kwargs,
                 task_id=headers["id"],
-                headers={wire.REPLAY_HEADER: headers.get(wire.REPLAY_HEADER, False)},
+                headers={
+                    wire.REPLAY_HEADER: headers.get(wire.REPLAY_HEADER, False),
+                    **{k: headers[k] for k in (wire.RESENT_HEADER,) if k in headers},
+                },
             )
             done.append(
                 Delivery(

@@ -42,21 +42,25 @@ class DeliveryContext:
         event: The event the handler's run decoded (the hooks that run after it reuse it).
         started_at: Epoch seconds when the dead-letter middleware saw the handler start.
         timer: Epoch and ``perf_counter`` seconds when the metrics saw the handler start.
-        delivery_latency: Event time to handler start, in seconds.
-        end_to_end: Event time to handler done, in seconds.
+        resent_at: Epoch seconds of the re-publish of a replayed or re-driven delivery.
+        delivery_latency: Event time (or ``resent_at``) to handler start, in seconds.
+        end_to_end: Event time (or ``resent_at``) to handler done, in seconds.
         failure: The attempt the handler's failure made, kept with its own traceback.
         dead_lettered: The final failure's dead-letter record was written.
         failure_handled: The worker's main process already ran the failure hooks.
+        span: The tracing middleware's open delivery span (and its context token).
     """
 
     event: Event | None = None
     started_at: float | None = None
     timer: tuple[float, float] | None = None
+    resent_at: float | None = None
     delivery_latency: float | None = None
     end_to_end: float | None = None
     failure: Attempt | None = None
     dead_lettered: bool = False
     failure_handled: bool = False
+    span: Any = None
 
 
 def context_of(request: Any) -> DeliveryContext:
