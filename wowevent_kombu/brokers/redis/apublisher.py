@@ -271,7 +271,10 @@ class AsyncRedisTransport:
     async def _acquire(self) -> Any:
         if self._conn is None:
             pool: Any = self._client.connection_pool
-            self._conn = await pool.get_connection()
+            try:
+                self._conn = await pool.get_connection()
+            except TypeError:  # redis-py before 6 requires the (unused) command name
+                self._conn = await pool.get_connection("EVALSHA")
         return self._conn
 
     async def _drop(self) -> None:
