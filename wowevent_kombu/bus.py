@@ -150,8 +150,9 @@ class EventBus:
         self._async = AsyncPublishing(
             self._publisher, lambda: self.settings, lambda: self.transport
         )
-        self.breakers = Breakers(self.exchange, lambda: self.transport)
-        """The breakers of subscribers given ``circuit_breaker=`` (``worker.breaker``)."""
+        self.breakers = Breakers(
+            self.exchange, lambda: self.transport, lambda: self._subscribers, self.bindings
+        )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
         install(app, self, self._dead_letters.malformed_store, self.breakers.store)
         vars(app).setdefault(APP_ATTRIBUTE, []).append(self)
@@ -195,8 +196,7 @@ class EventBus:
                 The bus's own, off by default: ``idempotent=True`` skips event ids already
                 handled (:mod:`~wowevent_kombu.log.idempotency`); ``checkpoint=True`` records
                 the newest handled log position (:mod:`~wowevent_kombu.log.checkpoint`);
-                ``circuit_breaker=CircuitBreaker(...)`` pauses the subscriber on every worker
-                while it fails (:mod:`~wowevent_kombu.worker.breaker`).
+                ``circuit_breaker=`` pauses it while it fails (``worker/breaker.py``).
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).

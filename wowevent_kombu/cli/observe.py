@@ -51,6 +51,8 @@ def status_table(status: ClusterStatus) -> str:
             f"{sub.backlog:>7} {oldest:>7} {dlq:>5}"
         )
         lines.extend(f"{'':<24} - {reason}" for reason in sub.reasons)
+        if sub.breaker is not None and sub.breaker.state != "closed":
+            lines.append(f"{'':<24} - circuit breaker {sub.breaker.state}: {sub.breaker.reason}")
     log_length = "-" if status.log_length is None else str(status.log_length)
     lines.append(
         f"window {status.window_seconds:g} s · {len(status.workers)} live worker(s) · "

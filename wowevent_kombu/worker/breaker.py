@@ -25,15 +25,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
 from celery.exceptions import Ignore, Retry
 from celery.exceptions import Reject as CeleryReject
 
-from wowevent_kombu.core.breaker import CLOSED, TASK_FLAG, CircuitBreaker
-from wowevent_kombu.core.errors import EventValidationError, InvalidEventError, Reject
+from wowevent_kombu.core.breaker import CLOSED, TASK_FLAG, BreakerState, CircuitBreaker
+from wowevent_kombu.core.errors import (
+    ConfigurationError,
+    EventValidationError,
+    InvalidEventError,
+    Reject,
+    UnknownSubscriberError,
+)
 from wowevent_kombu.worker.breakerstore import BreakerStore
 from wowevent_kombu.worker.failures import DeadLetterMiddleware
 from wowevent_kombu.worker.middleware import Middleware
@@ -160,9 +166,17 @@ class Breakers:
             the bus's store Redis); without one (the in-memory test bus) they do nothing.
     """
 
-    def __init__(self, exchange: str, transport: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        transport: Callable[[], Any],
+        subscribers: Callable[[], Mapping[str, Any]] = dict,
+        bound: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self._exchange = exchange
         self._transport = transport
+        self._subscribers = subscribers
+        self._bound = bound
         self._store: BreakerStore | None = None
 
     def store(self) -> BreakerStore | None:
@@ -173,6 +187,47 @@ class Breakers:
                 return None
             self._store = BreakerStore(client, self._exchange)
         return self._store
+
+    def required_store(self) -> BreakerStore:
+        """The breaker store, or :class:`ConfigurationError` saying breakers need Redis."""
+        store = self.store()
+        if store is None:
+            raise ConfigurationError(
+                "circuit breakers keep their state in Redis; this bus's transport has none"
+            )
+        return store
+
+    def states(self) -> list[BreakerState]:
+        """Every breaker: those with state in Redis and those configured here, by name."""
+        store = self.required_store()
+        configured = [n for n, s in self._subscribers().items() if config_of(s.task)]
+        chosen = sorted({*store.known(), *configured})
+        return list(store.read_many(chosen).values())
+
+    def state(self, subscriber: str) -> BreakerState:
+        """One subscriber's breaker (closed when it never had state)."""
+        return self.required_store().read(self._check(subscriber))
+
+    def force(self, subscriber: str, action: str) -> BreakerState:
+        """Force ``subscriber``'s breaker ``open`` (until closed by hand) or ``close`` it.
+
+        Raises:
+            UnknownSubscriberError: the name is neither registered, bound nor a known breaker.
+        """
+        store = self.required_store()
+        return store.force(self._check(subscriber), action).state
+
+    def _check(self, subscriber: str) -> str:
+        store = self.required_store()
+        if subscriber in self._subscribers() or subscriber in set(self._bound()):
+            return subscriber
+        if subscriber in store.known():
+            return subscriber
+        raise UnknownSubscriberError(
+            f"no subscriber {subscriber!r} on exchange {self._exchange!r}: see "
+            "'wowevent subscribers' for the bound ones",
+            subscriber=subscriber,
+        )
 
     def apply(self, options: Mapping[str, Any], middleware: list[Middleware]) -> dict[str, Any]:
         """``options`` with ``circuit_breaker`` turned into the task flag (a new dict).

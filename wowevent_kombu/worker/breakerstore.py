@@ -213,6 +213,11 @@ class BreakerStore:
             for name, r in zip(subscribers, replies, strict=True)
         }
 
+    def read_known(self, subscribers: Iterable[str]) -> dict[str, BreakerState]:
+        """Those of ``subscribers`` that have breaker state (two round trips, none if no state)."""
+        known = set(self.known())
+        return self.read_many([s for s in subscribers if s in known])
+
     def known(self) -> list[str]:
         """Subscribers that have breaker state (ever opened, or forced)."""
         return sorted(m.decode() if isinstance(m, bytes) else str(m)
