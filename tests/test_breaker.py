@@ -133,3 +133,65 @@ def test_breakers_read_together_in_one_round_trip(store: BreakerStore) -> None:
     states = store.read_many(["a", "b"])
     assert {n: s.state for n, s in states.items()} == {"a": CLOSED, "b": OPEN}
     assert states["b"].as_dict()["forced"] is True
+
+
+def test_the_celery_and_kombu_members_the_workers_use_exist() -> None:
+    """Public members, but the pause depends on them: name them if a release drops one."""
+    import celery
+    from celery.worker.consumer.consumer import Consumer
+    from kombu import Consumer as KombuConsumer
+    from kombu.asynchronous.timer import Timer
+
+    used = [(Consumer, "cancel_task_queue"), (Consumer, "add_task_queue"),
+            (KombuConsumer, "consuming_from"), (Timer, "call_repeatedly")]  # fmt: skip
+    for owner, member in used:
+        assert callable(getattr(owner, member, None)), (
+            f"{owner.__module__}.{owner.__name__}.{member} is gone in Celery {celery.__version__}"
+        )
+
+
+class Request:
+    retries = 0
+
+
+class Guarded:
+    wowevent_subscriber = "s"
+    request = Request()
+    autoretry_for = (RuntimeError,)
+    dont_autoretry_for = ()
+
+    def __init__(self) -> None:
+        from wowevent_kombu.core.breaker import TASK_FLAG
+
+        setattr(self, TASK_FLAG, FAST)
+
+
+def test_without_redis_the_breaker_stays_out_of_the_way() -> None:
+    from wowevent_kombu.core.event import Event
+    from wowevent_kombu.worker.breaker import BreakerMiddleware
+
+    down = redis.Redis(port=1, socket_connect_timeout=0.2, retry=None)
+    middleware = BreakerMiddleware(lambda: BreakerStore(down, "x"))
+    event = Event(type="a.b")
+    middleware.before_handle(Guarded(), event)  # runs
+    middleware.after_handle(Guarded(), event, result=None, exc=RuntimeError("x"))  # not raised
+
+
+def test_held_back_deliveries_are_requeued_and_failures_that_open_it_too(
+    store: BreakerStore,
+) -> None:
+    from wowevent_kombu.core.event import Event
+    from wowevent_kombu.worker.breaker import BreakerMiddleware
+
+    middleware = BreakerMiddleware(lambda: store, pause=0)
+    task, event = Guarded(), Event(type="a.b")
+    for _ in range(3):
+        middleware.before_handle(task, event)
+        middleware.after_handle(task, event, result=None, exc=RuntimeError("down"))
+    middleware.before_handle(task, event)
+    with pytest.raises(BreakerOpen) as opened:  # the 4th failure opens it: requeue, no retry
+        middleware.after_handle(task, event, result=None, exc=RuntimeError("down"))
+    assert opened.value.requeue is True
+    with pytest.raises(BreakerOpen):
+        middleware.before_handle(task, event)
+    middleware.after_handle(task, event, result=None, exc=ValueError("not counted"))

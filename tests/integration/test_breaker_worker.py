@@ -131,3 +131,34 @@ def test_two_competing_workers_pause_together_and_lose_nothing(
     outage(workers, bus, redis_client, exchange)
     pids = {pid for s, _, o, _, pid in runs(redis_client, exchange) if s == "downstream"}
     assert pids == {w.proc.pid for w in workers}  # both took part
+
+
+def test_a_forced_open_pauses_every_worker_within_two_seconds_as_celery_sees_it(
+    start_worker: Callable[..., Worker], bus: EventBus, redis_client: redis.Redis,
+    redis_url: str, exchange: str,
+) -> None:  # fmt: skip
+    workers = [start_worker(APP) for _ in range(2)]
+    queue, other = (names.queue_name(exchange, s) for s in ("downstream", "bystander"))
+    inspect = Celery("ops", broker=redis_url, set_as_current=False).control.inspect(timeout=1)
+
+    def consumed() -> dict[str, set[str]]:
+        replies = inspect.active_queues() or {}
+        return {node: {q["name"] for q in queues} for node, queues in replies.items()}
+
+    assert all(queue in qs and other in qs for qs in consumed().values())
+    BreakerStore(redis_client, exchange).force("downstream", "open")
+    wait_for(
+        lambda: all(f"stopped consuming {queue}" in w.text() for w in workers),
+        timeout=2, message="both workers to stop consuming within 2 s",
+    )  # fmt: skip
+    paused = consumed()
+    assert len(paused) == 2
+    assert all(queue not in qs and other in qs for qs in paused.values()), paused
+    event = bus.publish("outage.happened", {"n": 1})
+    wait_for(lambda: handled(redis_client, exchange, "bystander"), message="the bystander")
+    assert redis_client.llen(queue) == 1  # waits, untouched
+
+    BreakerStore(redis_client, exchange).force("downstream", "close")
+    wait_for(lambda: handled(redis_client, exchange, "downstream") == Counter([event.id]),
+             timeout=5, message="the waiting event to be handled")  # fmt: skip
+    assert all(queue in qs for qs in consumed().values())
