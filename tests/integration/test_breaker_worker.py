@@ -162,3 +162,13 @@ def test_a_forced_open_pauses_every_worker_within_two_seconds_as_celery_sees_it(
     wait_for(lambda: handled(redis_client, exchange, "downstream") == Counter([event.id]),
              timeout=5, message="the waiting event to be handled")  # fmt: skip
     assert all(queue in qs for qs in consumed().values())
+
+    # A subscriber without a breaker can be paused by hand too.
+    BreakerStore(redis_client, exchange).force("bystander", "open")
+    wait_for(
+        lambda: all(f"stopped consuming {other}" in w.text() for w in workers),
+        timeout=2, message="both workers to pause the bystander",
+    )  # fmt: skip
+    BreakerStore(redis_client, exchange).force("bystander", "close")
+    wait_for(lambda: all(other in qs for qs in consumed().values()), timeout=5,
+             message="the bystander consumed again")  # fmt: skip

@@ -1,6 +1,6 @@
 """Each worker follows its subscribers' breakers: stop consuming a queue while it is open.
 
-A consumer bootstep polls the breakers of the subscribers the worker runs with a breaker, every
+A consumer bootstep polls the breakers of the subscribers the worker runs, every
 :data:`POLL_INTERVAL` seconds, on the consumer's own timer (in the worker's event loop, where
 Celery's consumer may be touched). An open breaker cancels the queue with Celery's remote
 control machinery (``Consumer.cancel_task_queue``, what ``celery control cancel_consumer``
@@ -8,6 +8,10 @@ does), so ``celery inspect active_queues`` and Flower show it gone; a half-open 
 adds it back (``Consumer.add_task_queue``). The events wait in Redis meanwhile. A breaker
 opened anywhere therefore pauses the subscriber on every worker within one poll plus one
 delivery in progress; a new or reconnected worker applies the state before it consumes.
+
+Every subscriber is watched, with or without ``circuit_breaker=``, so an operator's
+``wowevent breaker open NAME`` pauses any subscriber. While no breaker has state the poll is
+one ``SMEMBERS`` of an empty set.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import redis
 from celery import bootsteps
 
 from wowevent_kombu.core.breaker import OPEN
-from wowevent_kombu.worker.breaker import config_of
 from wowevent_kombu.worker.breakerstore import BreakerStore
 from wowevent_kombu.worker.subscriber import Subscriber
 
@@ -36,7 +39,7 @@ class BreakerWatch:
     Args:
         consumer: Celery's worker consumer (``celery.worker.consumer.Consumer``).
         store: The bus's breaker store.
-        queues: ``{subscriber: queue}`` of the subscribers with a breaker.
+        queues: ``{subscriber: queue}`` of the worker's subscribers.
     """
 
     def __init__(self, consumer: Any, store: BreakerStore, queues: Mapping[str, str]) -> None:
@@ -49,16 +52,17 @@ class BreakerWatch:
     def poll(self) -> None:
         """Read the breakers once and pause or resume the queues they name; never raises."""
         try:
-            states = self.store.read_many(sorted(self.queues))
+            states = self.store.read_known(sorted(self.queues))
         except redis.RedisError as exc:
             if not self._failing:
                 log.warning("circuit breakers not read (%s): consumption left as it is", exc)
             self._failing = True
             return
         self._failing = False
-        for name, state in states.items():
+        for name in self.queues:
+            state = states.get(name)
             try:
-                if state.state == OPEN:
+                if state is not None and state.state == OPEN:
                     self.pause(name)
                 else:
                     self.resume(name)
@@ -94,7 +98,7 @@ def make_breaker_step(
     """A consumer bootstep that runs a :class:`BreakerWatch` on the consumer's timer."""
 
     class WowEventBreakers(bootsteps.StartStopStep):  # type: ignore[misc]
-        """Follows the breakers of the worker's subscribers (nothing without one)."""
+        """Follows the breakers of the worker's subscribers."""
 
         name = f"wowevent_kombu.worker.breakerwatch.WowEventBreakers[{exchange}]"
         requires = ("celery.worker.consumer.tasks:Tasks",)
@@ -105,7 +109,7 @@ def make_breaker_step(
             self.entry: Any = None
 
         def start(self, consumer: Any) -> None:
-            queues = {s.name: s.queue for s in subscribers().values() if config_of(s.task)}
+            queues = {s.name: s.queue for s in subscribers().values()}
             made = store() if queues else None
             if made is None:
                 return
