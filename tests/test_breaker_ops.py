@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 from tests.web.live import ADMIN, READ, call, live_service
 from wowevent_kombu import CircuitBreaker, EventBus
 from wowevent_kombu.cli import cli
+from wowevent_kombu.cli.observe import status_table
 from wowevent_kombu.core.breaker import CLOSED, OPEN
 from wowevent_kombu.core.errors import UnknownSubscriberError
 from wowevent_kombu.observability.collector import ClusterCollector
@@ -94,7 +95,9 @@ def test_status_and_metrics_show_an_open_breaker(
 ) -> None:
     bus.breakers.force("guarded", "open")
     reader = ClusterReader(redis_client, exchange, HealthRules())
-    subs = {s["subscriber"]: s for s in reader.snapshot().as_dict()["subscribers"]}
+    snapshot = reader.snapshot()
+    assert "circuit breaker open: forced open by an operator" in status_table(snapshot)
+    subs = {s["subscriber"]: s for s in snapshot.as_dict()["subscribers"]}
     assert subs["guarded"]["breaker"]["state"] == OPEN
     assert subs["plain"]["breaker"] is None
     registry = CollectorRegistry()
