@@ -27,8 +27,8 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
-from wowevent_kombu.worker.coroutines import run_coroutine
 from wowevent_kombu.worker.breaker import BreakerOpen
+from wowevent_kombu.worker.coroutines import run_coroutine
 from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery, run_hooks
 from wowevent_kombu.worker.request import SubscriberRequest
