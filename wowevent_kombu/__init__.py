@@ -7,6 +7,7 @@ publisher, logged and delivered in one Redis transaction.
 from __future__ import annotations
 
 from wowevent_kombu.bus import EventBus
+from wowevent_kombu.core.breaker import BreakerState, CircuitBreaker
 from wowevent_kombu.core.errors import (
     ConfigurationError,
     DeadLetterError,
@@ -54,15 +55,19 @@ from wowevent_kombu.schemas.record import SchemaRecord
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.schema import EventSchema
 from wowevent_kombu.schemas.validation import SchemaValidation
+from wowevent_kombu.worker.breakerstore import BreakerStore
 from wowevent_kombu.worker.failures import DeadLetterMiddleware
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery
 from wowevent_kombu.worker.subscriber import Subscriber, SubscriberTask
 
 __all__ = [
     "Attempt",
+    "BreakerState",
+    "BreakerStore",
     "BusMetrics",
     "Change",
     "CheckpointMiddleware",
+    "CircuitBreaker",
     "ConfigurationError",
     "DeadLetter",
     "DeadLetterError",

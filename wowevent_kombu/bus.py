@@ -23,6 +23,7 @@ from wowevent_kombu.log.options import apply_log_options, processed_ids_of
 from wowevent_kombu.publisher import Publisher
 from wowevent_kombu.schemas.registry import SchemaRegistry
 from wowevent_kombu.schemas.validation import SchemaValidation
+from wowevent_kombu.worker.breaker import Breakers
 from wowevent_kombu.worker.deadlettering import DeadLettering
 from wowevent_kombu.worker.install import install
 from wowevent_kombu.worker.middleware import Middleware
@@ -153,8 +154,11 @@ class EventBus:
         self._async = AsyncPublishing(
             self._publisher, lambda: self.settings, lambda: self.transport
         )
+        self.breakers = Breakers(
+            self.exchange, lambda: self.transport, lambda: self._subscribers, self.bindings
+        )
         self.kombu_exchange = Exchange(self.exchange, type="topic", durable=True)
-        install(app, self, self._dead_letters.malformed_store)
+        install(app, self, self._dead_letters.malformed_store, self.breakers.store)
         vars(app).setdefault(APP_ATTRIBUTE, []).append(self)
 
     def __repr__(self) -> str:
@@ -193,9 +197,10 @@ class EventBus:
             task_options: Any Celery task option, with Celery's meaning (``autoretry_for``,
                 ``retry_backoff``, ``max_retries``, ``rate_limit``, ``time_limit``, ...).
                 Subscribers default to ``acks_late=True`` and ``retry_on_worker_lost=True``.
-                The bus's own, both off by default: ``idempotent=True`` skips event ids already
+                The bus's own, off by default: ``idempotent=True`` skips event ids already
                 handled (:mod:`~wowevent_kombu.log.idempotency`); ``checkpoint=True`` records
-                the newest handled log position (:mod:`~wowevent_kombu.log.checkpoint`).
+                the newest handled log position (:mod:`~wowevent_kombu.log.checkpoint`);
+                ``circuit_breaker=`` pauses it while it fails (``worker/breaker.py``).
 
         Returns:
             A decorator that returns the Celery task (callable like the handler).
@@ -216,7 +221,7 @@ class EventBus:
                 patterns=chosen,
                 queue=names.queue_name(self.exchange, name),
                 bind=bind,
-                options={**self._defaults, **task_options},
+                options=self.breakers.apply({**self._defaults, **task_options}, self.middleware),
                 middleware=self.middleware,
                 pinned_route=self._pinned_route,
             )

@@ -18,13 +18,14 @@ from wowevent_kombu.cli._common import (
     CliContext,
     accept_json_everywhere,
 )
+from wowevent_kombu.cli.breaker import breaker
 from wowevent_kombu.cli.dlq import dlq
 from wowevent_kombu.cli.log import log_group, replay_command
 from wowevent_kombu.cli.main import cli
 from wowevent_kombu.cli.observe import serve, status
 from wowevent_kombu.cli.schemas import schemas
 
-for _command in (log_group, replay_command, status, serve, dlq, schemas):
+for _command in (log_group, replay_command, status, serve, dlq, schemas, breaker):
     cli.add_command(_command)
 accept_json_everywhere(cli)
 

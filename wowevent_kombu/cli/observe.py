@@ -58,7 +58,10 @@ def status_table(status: ClusterStatus) -> str:
             "/".join(_ms(e[k]) for k in ("p50", "p95", "p99")),
             str(sub.backlog), oldest, str(sub.dlq_size),
         ]  # fmt: skip
-        rows.append((cells, sub.reasons))
+        reasons = list(sub.reasons)
+        if sub.breaker is not None and sub.breaker.state != "closed":
+            reasons.append(f"circuit breaker {sub.breaker.state}: {sub.breaker.reason}")
+        rows.append((cells, reasons))
     head = [title for title, _ in _COLUMNS]
     widths = [
         max(len(c) for c in column) for column in zip(head, *(r for r, _ in rows), strict=True)

@@ -245,3 +245,18 @@ def retry_history_key(exchange: str, task_id: str) -> str:
 def redrive_tag(record_id: str) -> str:
     """``attempt_tag`` of :func:`task_id` for the re-drive of one dead-letter record."""
     return f"dlq:{record_id}"
+
+
+def breaker_key(exchange: str, subscriber: str) -> str:
+    """HASH of one subscriber's circuit breaker: state, reopen time, backoff, transitions."""
+    return f"{exchange}:breaker:{subscriber}"
+
+
+def breaker_window_key(exchange: str, subscriber: str) -> str:
+    """HASH of a closed breaker's recent attempts and failures, one field pair per time bucket."""
+    return f"{exchange}:breaker:{subscriber}:window"
+
+
+def breakers_key(exchange: str) -> str:
+    """SET of the subscriber names that have breaker state (what ``wowevent breaker`` lists)."""
+    return f"{exchange}:breakers"

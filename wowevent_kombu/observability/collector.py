@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from wowevent_kombu.observability.breakermetrics import breaker_metrics
 from wowevent_kombu.observability.health import STATES
 from wowevent_kombu.observability.status import ClusterReader
 
@@ -29,7 +31,7 @@ class ClusterCollector(Collector):
     def __init__(self, reader: ClusterReader) -> None:
         self.reader = reader
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         exchange = self.reader.exchange
         up = GaugeMetricFamily(
             "wowevent_redis_up", "1 when Redis answered this scrape.", labels=["exchange"]
@@ -82,6 +84,7 @@ class ClusterCollector(Collector):
         )
         workers.add_metric([exchange], len(status.workers))
         yield from (bound, depth, age, dlq, consumers, health, workers)
+        yield from breaker_metrics(exchange, status)
         if status.log_length is not None:
             log_length = GaugeMetricFamily(
                 "wowevent_log_events", "Events kept in the event log stream.", labels=["exchange"]

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from wowevent_kombu.core import names, wire
+from wowevent_kombu.core.breaker import BreakerState
 from wowevent_kombu.core.errors import InvalidEventError
 from wowevent_kombu.core.event import parse_time
 from wowevent_kombu.core.topology import BindingTable
@@ -26,6 +27,7 @@ from wowevent_kombu.core.wire import EVENT_KWARG, RESENT_HEADER
 from wowevent_kombu.deadletters.store import DeadLetterStore
 from wowevent_kombu.observability.health import HealthRules, judge
 from wowevent_kombu.observability.window import WindowStats, read_windows
+from wowevent_kombu.worker.breakerstore import BreakerStore
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class SubscriberStatus:
     window: WindowStats
     health: str
     reasons: list[str]
+    breaker: BreakerState | None = None
+    """The subscriber's circuit breaker, when it has state in Redis."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form used by ``/status`` and ``wowevent status --json``."""
@@ -88,6 +92,7 @@ class SubscriberStatus:
             "oldest_waiting_seconds": self.oldest_age,
             "dlq_size": self.dlq_size,
             "consumers": self.consumers,
+            "breaker": self.breaker.as_dict() if self.breaker is not None else None,
         }
 
 
@@ -213,6 +218,9 @@ class ClusterReader:
                 consumers, stats, health, reasons,
             )  # fmt: skip
             subscribers.append(entry)
+        breakers = BreakerStore(self.client, self.exchange).read_known(chosen)
+        for entry in subscribers:
+            entry.breaker = breakers.get(entry.name)
         return ClusterStatus(
             self.exchange, window, subscribers, workers,
             log_length if log_length >= 0 else None, now,

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from wowevent_kombu.log.replayruns import ReplayRuns
 from wowevent_kombu.web import probes
-from wowevent_kombu.web.api import catalog, deadletters, eventlog, replays
+from wowevent_kombu.web.api import breakers, catalog, deadletters, eventlog, replays
 from wowevent_kombu.web.auth import Tokens
 from wowevent_kombu.web.context import WebContext
 from wowevent_kombu.web.errors import install_error_handlers
@@ -89,6 +89,7 @@ def create_app(
     if tokens.enabled:
         for router in (deadletters.router, replays.router, eventlog.router, catalog.router):
             app.include_router(router)
+        app.include_router(breakers.router)
         from wowevent_kombu.web.console.pages import mount_console
 
         mount_console(app)

@@ -15,6 +15,8 @@ from celery import Celery
 from wowevent_kombu.core import names
 from wowevent_kombu.core.urls import credentials_in_userinfo
 from wowevent_kombu.deadletters.store import DeadLetterStore
+from wowevent_kombu.worker.breakerstore import BreakerStore
+from wowevent_kombu.worker.breakerwatch import make_breaker_step
 from wowevent_kombu.worker.busview import BusView
 from wowevent_kombu.worker.malformed import MalformedEntries, make_malformed_step
 from wowevent_kombu.worker.poolguard import make_pool_guard_step
@@ -22,7 +24,10 @@ from wowevent_kombu.worker.steps import make_binding_step, make_bootstep
 
 
 def install(
-    app: Celery, bus: BusView, malformed_store: Callable[[], DeadLetterStore | None]
+    app: Celery,
+    bus: BusView,
+    malformed_store: Callable[[], DeadLetterStore | None],
+    breakers: Callable[[], BreakerStore | None] | None = None,
 ) -> None:
     """Add ``bus``'s worker and consumer bootsteps to ``app``.
 
@@ -30,6 +35,7 @@ def install(
         app: The Celery app whose workers run the bus's subscribers.
         bus: The bus (read when a worker starts, not now).
         malformed_store: Where malformed entries of the subscriber queues are recorded.
+        breakers: The bus's circuit-breaker store, followed by every worker (when given).
     """
     app.steps["worker"].add(make_bootstep(bus))
     app.steps["consumer"].add(make_binding_step(bus))
@@ -41,6 +47,9 @@ def install(
     )
     app.steps["consumer"].add(make_malformed_step(bus.exchange, entries))
     app.steps["worker"].add(make_pool_guard_step(bus.exchange, entries.record))
+    if breakers is not None:
+        watch = make_breaker_step(bus.exchange, lambda: bus.subscribers, breakers)
+        app.steps["consumer"].add(watch)
     # Kombu (hence every worker) fails on ``?password=`` in the broker URL, which redis-py
     # and the publisher accept: give Kombu the same credentials in the userinfo.
     if app.configured:

@@ -27,6 +27,7 @@ from wowevent_kombu.core.event import Event
 from wowevent_kombu.core.matcher import validate_pattern
 from wowevent_kombu.core.nesting import ENVELOPE_LEVELS, MAX_DEPTH, depth_exceeds, text_may_exceed
 from wowevent_kombu.core.wire import EVENT_KWARG, REPLAY_HEADER
+from wowevent_kombu.worker.breaker import BreakerOpen
 from wowevent_kombu.worker.coroutines import run_coroutine
 from wowevent_kombu.worker.delivery import context_of
 from wowevent_kombu.worker.middleware import Middleware, SkipDelivery, run_hooks
@@ -342,11 +343,13 @@ def register(
         )
     task_options = {**SUBSCRIBER_DEFAULTS, **options}
     # An event that is not a valid CloudEvent will never become one, and a handler that raises
-    # Reject has said it must not be retried: both go straight to the dead-letter store.
+    # Reject has said it must not be retried: both go straight to the dead-letter store. A
+    # delivery held back by its circuit breaker is requeued, never retried.
     task_options["dont_autoretry_for"] = (
         *tuple(task_options.get("dont_autoretry_for") or ()),
         InvalidEventError,
         Reject,
+        BreakerOpen,
     )
 
     def run(task: SubscriberTask, **kwargs: Any) -> Any:
