@@ -113,3 +113,16 @@ def test_schemas_asyncapi_command_writes_the_document(
     doc = json.loads(out.read_text())
     assert spec_errors(doc) == []
     assert "billing.receive.order.created" in doc["operations"]
+
+
+def test_the_service_publishes_the_catalogue_at_asyncapi_json(bus: EventBus) -> None:
+    from tests.web.live import call, live_service
+
+    bus.declare()
+    with live_service(bus, schemas=bus.schemas) as address:
+        status, headers, document = call(address, "GET", "/asyncapi.json")
+        assert call(address, "HEAD", "/asyncapi.json")[0] == 200
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert spec_errors(document) == []
+    assert document["asyncapi"].startswith("3.")
+    assert len(document["operations"]) >= 3  # every bound subscriber, no token needed

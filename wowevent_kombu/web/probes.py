@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from wowevent_kombu.core.errors import PublishError
+from wowevent_kombu.schemas.catalogue import asyncapi_document
 from wowevent_kombu.web.context import context_of
 from wowevent_kombu.web.models import ERROR_RESPONSES
 
@@ -79,3 +80,11 @@ def status(
 ) -> dict[str, Any]:
     """The cluster snapshot: per-subscriber health, throughput, latency, backlog, DLQ size."""
     return context_of(request).reader.snapshot(window_seconds=window).as_dict()
+
+
+@router.get("/asyncapi.json", tags=["catalogue"])
+def asyncapi(request: Request) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the bus: its event types with every registered schema
+    version, and the bound subscribers with their patterns (``wowevent schemas asyncapi``)."""
+    ctx = context_of(request)
+    return asyncapi_document(ctx.bus, registry=ctx.schemas, subscribers=ctx.reader.bindings())
