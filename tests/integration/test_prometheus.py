@@ -65,7 +65,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
         [tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert "SUCCESS: 7 rules found" in done.stdout
 
 
 def test_prometheus_scrapes_service_and_worker_and_promql_sees_the_workload(

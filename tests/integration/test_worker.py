@@ -93,6 +93,11 @@ def test_killed_worker_redelivers_to_the_crashed_subscriber_only(
         )
 
     wait_for(started, message="the slow handler to start")
+    # The watcher's run is recorded before its late ack: kill only once the ack is done, or
+    # the kill may land between the two (and the watcher is rightly delivered again).
+    watcher_queue = names.queue_name(exchange, "watcher").encode()
+    wait_for(lambda: not any(watcher_queue in v for v in redis_client.hvals("unacked")),
+             message="the watcher's delivery to be acked")  # fmt: skip
     worker.kill()
     start_worker(pool="prefork", concurrency=2, env=env)
     wait_for(lambda: any(r.get("phase") == "done"
