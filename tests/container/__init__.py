@@ -1,0 +1,1 @@
+"""Tests that build compose/Dockerfile and run containers on a private dockerd."""
