@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wowevent_kombu.core import names
 from wowevent_kombu.core.errors import ConfigurationError
@@ -35,7 +35,6 @@ from wowevent_kombu.worker.middleware import Middleware
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from wowevent_kombu.bus import EventBus
     from wowevent_kombu.core.event import Event
     from wowevent_kombu.worker.delivery import DeliveryTask
 
@@ -225,8 +224,16 @@ class TracingMiddleware(Middleware):
             self.tracing.end_delivery(opened, exc)
 
 
+class TracedBus(Protocol):
+    """What :func:`enable_tracing` needs of a bus (an :class:`~wowevent_kombu.EventBus`)."""
+
+    exchange: str
+    tracing: BusTracing | None
+    middleware: list[Middleware]
+
+
 def enable_tracing(
-    bus: EventBus, tracer_provider: TracerProvider | None = None, *, publish_spans: bool = True
+    bus: TracedBus, tracer_provider: TracerProvider | None = None, *, publish_spans: bool = True
 ) -> BusTracing:
     """Trace ``bus`` with OpenTelemetry: publish spans, trace context in events, delivery spans.
 
